@@ -1,0 +1,88 @@
+# llmops.gpu_serving: the two commands a newcomer needs, and the pieces they are made of.
+#
+#   make demo   set up, start a local sandbox host and run site.yml against it
+#   make test   set up, then lint, unit tests, integration tests and every molecule scenario
+#
+# Both are idempotent: the virtualenv, the test images and the simulated vendor repositories
+# are cached by the hash of what they are built from.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+VENV_BIN := $(abspath $(VENV))/bin
+REQS_HASH := $(shell sha256sum requirements-dev.txt | cut -c1-16)
+VENV_STAMP := $(VENV)/.installed-$(REQS_HASH)
+
+export PATH := $(VENV_BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
+export ANSIBLE_FORCE_COLOR ?= false
+export PY_COLORS ?= 0
+
+# Scenarios run by `make test` (all of molecule/*/molecule.yml unless SCENARIOS is given).
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z][a-z0-9_-]*:.*## ' $(MAKEFILE_LIST) | \
+	  awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): requirements-dev.txt
+	@echo "[venv] creating $(VENV) from requirements-dev.txt"
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## create or update the pinned virtualenv (.venv)
+
+.PHONY: lint
+lint: venv ## ruff, yamllint, ansible-lint (production profile)
+	ruff check .
+	ruff format --check .
+	yamllint --strict .
+	ansible-lint
+
+.PHONY: unit
+unit: venv ## unit tests (pytest, tests/unit)
+	python -m pytest tests/unit -q
+
+.PHONY: harness
+harness: venv ## Docker engine, test images, simulated vendor repositories
+	tests/harness/docker-up.sh
+	tests/harness/build-image.sh 12
+	tests/harness/build-image.sh 13
+	python tests/harness/vendor_repo.py
+
+.PHONY: integration
+integration: harness ## integration tests against the real Docker engine (tests/integration)
+	python -m pytest tests/integration -q -p no:cacheprovider
+
+.PHONY: molecule
+molecule: harness ## every molecule scenario (SCENARIOS="a b" to choose)
+	@for s in $(SCENARIOS); do \
+	  echo "=== molecule test -s $$s"; \
+	  molecule test -s $$s || exit 1; \
+	done
+
+.PHONY: build
+build: venv ## build the collection tarball (ansible-galaxy collection build)
+	ansible-galaxy collection build --force --output-path build/
+
+.PHONY: test
+test: ## the whole suite: setup, lint, unit, build, integration, molecule
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory venv lint unit build integration molecule; \
+	echo "[test] all stages passed in $$(( $$(date +%s) - start )) s"
+
+.PHONY: demo
+demo: harness ## start the sandbox host and run site.yml -i inventories/sandbox against it
+	tests/harness/sandbox.sh up
+	ansible-playbook site.yml -i inventories/sandbox
+	tests/harness/sandbox.sh summary
+
+.PHONY: demo-clean
+demo-clean: ## remove the sandbox host and everything the demo created
+	tests/harness/sandbox.sh down

@@ -1,0 +1,610 @@
+#!/usr/bin/env python3
+"""Build the simulated vendor apt repositories the role tests install from.
+
+No GPU and no route to NVIDIA's or Docker's servers exist where this collection is tested, so
+the harness builds signed apt repositories that hold packages with the real names, versions and
+dependency shapes (facts: ../shared/facts/nvidia-stack.md) and small, honest payloads:
+
+* NVIDIA CUDA network repo (flat, one per distro directory like NVIDIA's): the 550 driver family
+  at 550.144.03 (the target), 550.127.05 (an older one to replace) and 550.163.01 (a newer one
+  the pin must refuse), cuda-drivers-550, cuda-toolkit-12-4 only where NVIDIA ships it
+  (ubuntu2204, debian12) and 12-5/12-6 elsewhere, cuda-keyring. `nvidia-smi` answers from a GPU
+  profile; the "kernel module" is a boot-time unit, so a driver change is only live after a
+  reboot, as on a real host.
+* NVIDIA Container Toolkit repo (flat, `stable/deb/amd64`): the four packages at 1.17.7-1
+  (vulnerable), 1.17.8-1 and 1.18.0-1. `nvidia-container-runtime` execs runc, so Docker's
+  `--runtime nvidia` really runs containers.
+* Docker CE repo (`linux/<distro>/dists/<codename>/stable`): docker-ce, docker-ce-cli and
+  containerd.io whose dependencies pull Debian's real docker.io and containerd.
+* A simulated distro extra: `linux-headers-<running kernel>`, which every real distro archive has
+  for its own kernels but Debian's archive cannot have for this machine's kernel.
+
+Each repository is signed with its own throwaway key generated at build time. The output
+directory gets `vendor-vars.yml`: the file:// URLs, key URLs and fingerprints that scenarios pass
+to the roles through the same variables a real user sets.
+
+The build is skipped when the recipe (this file, the payloads and the profiles) is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "fixtures" / "vendor_repo"
+PAYLOADS = FIXTURES / "payloads"
+PROFILES = FIXTURES / "profiles"
+DEFAULT_PROFILE = "seed-4x-rtx2080ti-22g.json"
+
+DRIVER_VERSIONS = ("550.127.05", "550.144.03", "550.163.01")
+NCT_VERSIONS = ("1.17.7-1", "1.17.8-1", "1.18.0-1")
+DOCKER_VERSIONS = ("27.5.1", "28.0.1")
+CONTAINERD_IO_VERSION = "1.7.25-1"
+
+# NVIDIA's CUDA repo directories and what each holds (facts: ubuntu2404 starts at CUDA 12.5).
+CUDA_REPOS = {
+    "ubuntu2204": {"family": "ubuntu", "toolkits": ("12.4.1", "12.5.1", "12.6.3")},
+    "ubuntu2404": {"family": "ubuntu", "toolkits": ("12.5.1", "12.6.3")},
+    "debian12": {"family": "debian", "toolkits": ("12.4.1", "12.5.1", "12.6.3")},
+    "debian13": {"family": "debian", "toolkits": ("12.6.3",)},
+}
+DOCKER_DISTS = {
+    "ubuntu": {"jammy": "ubuntu.22.04", "noble": "ubuntu.24.04"},
+    "debian": {"bookworm": "debian.12", "trixie": "debian.13"},
+}
+
+NVCC_BUILDS = {
+    # release -> (V string, build date line, build id), as `nvcc --version` prints them
+    "12.4.1": ("V12.4.131", "Thu_Mar_28_02:18:24_PDT_2024", "cuda_12.4.r12.4/compiler.34097967_0"),
+    "12.5.1": ("V12.5.82", "Thu_Jun__6_02:18:23_PDT_2024", "cuda_12.5.r12.5/compiler.34385749_0"),
+    "12.6.3": ("V12.6.85", "Thu_Nov_14_01:23:24_PST_2024", "cuda_12.6.r12.6/compiler.35059454_0"),
+}
+
+
+@dataclass
+class Package:
+    name: str
+    version: str
+    description: str
+    depends: list[str] = field(default_factory=list)
+    provides: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # path -> (content, mode)
+    conffiles: list[str] = field(default_factory=list)
+    postinst: str | None = None
+    prerm: str | None = None
+    postrm: str | None = None
+    architecture: str = "amd64"
+    section: str = "multiverse/devel"
+
+    @property
+    def filename(self) -> str:
+        version = self.version.split(":", 1)[-1]
+        return f"{self.name}_{version}_{self.architecture}.deb"
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def recipe_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted([Path(__file__), *PAYLOADS.rglob("*"), *PROFILES.rglob("*")]):
+        if path.is_file():
+            digest.update(str(path.relative_to(HERE.parent)).encode())
+            digest.update(path.read_bytes())
+    digest.update(platform.release().encode())
+    return digest.hexdigest()[:16]
+
+
+def payload(name: str) -> bytes:
+    path = PAYLOADS / name
+    if not path.is_file():
+        sys.exit(f"vendor_repo: payload {path} is missing")
+    return path.read_bytes()
+
+
+def text(content: str) -> bytes:
+    return textwrap.dedent(content).lstrip().encode()
+
+
+def build_deb(pkg: Package, pool: Path, workdir: Path) -> Path:
+    root = workdir / f"{pkg.name}-{pkg.version.replace(':', '_')}"
+    (root / "DEBIAN").mkdir(parents=True)
+    for rel, (content, mode) in pkg.files.items():
+        dest = root / rel.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(content)
+        dest.chmod(mode)
+    control = [
+        f"Package: {pkg.name}",
+        f"Version: {pkg.version}",
+        f"Architecture: {pkg.architecture}",
+        "Maintainer: llmops.gpu_serving test harness <harness@llmops.invalid>",
+        f"Section: {pkg.section}",
+        "Priority: optional",
+    ]
+    for key, values in (
+        ("Depends", pkg.depends),
+        ("Provides", pkg.provides),
+        ("Conflicts", pkg.conflicts),
+    ):
+        if values:
+            control.append(f"{key}: {', '.join(values)}")
+    summary, _, body = pkg.description.partition("\n")
+    control.append(f"Description: {summary} (simulated for tests)")
+    control.append(" Built by the llmops.gpu_serving test harness: same name, version and")
+    control.append(" dependency shape as the vendor's package, stand-in payload.")
+    if body.strip():
+        control.extend(f" {line}" if line.strip() else " ." for line in body.strip().splitlines())
+    (root / "DEBIAN" / "control").write_text("\n".join(control) + "\n")
+    if pkg.conffiles:
+        (root / "DEBIAN" / "conffiles").write_text("\n".join(pkg.conffiles) + "\n")
+    for script_name in ("postinst", "prerm", "postrm"):
+        script = getattr(pkg, script_name)
+        if script:
+            path = root / "DEBIAN" / script_name
+            path.write_text("#!/bin/sh\nset -e\n" + textwrap.dedent(script).lstrip())
+            path.chmod(0o755)
+    pool.mkdir(parents=True, exist_ok=True)
+    deb = pool / pkg.filename
+    run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
+        stdout=subprocess.DEVNULL)
+    return deb
+
+
+# --- the NVIDIA driver family ------------------------------------------------------------------
+
+KMOD_UNIT = text(
+    """
+    [Unit]
+    Description=Load the NVIDIA kernel module (simulated: records the built module as loaded)
+    DefaultDependencies=no
+    Before=nvidia-persistenced.service
+    ConditionPathExists=/var/lib/nvidia-sim/module-built
+
+    [Service]
+    Type=oneshot
+    RemainAfterExit=yes
+    ExecStart=/bin/sh -c 'mkdir -p /run/nvidia-sim && cp /var/lib/nvidia-sim/module-built /run/nvidia-sim/loaded-driver-version'
+
+    [Install]
+    WantedBy=sysinit.target
+    """
+)
+
+
+def driver_packages(family: str, version: str) -> list[Package]:
+    """The driver family of one version, named as NVIDIA names it for Ubuntu or Debian."""
+    branch = version.split(".", 1)[0]
+    nvidia_smi_files = {
+        "/usr/bin/nvidia-smi": (payload("nvidia-smi"), 0o755),
+        "/usr/share/nvidia-sim/driver-version": (f"{version}\n".encode(), 0o644),
+        "/etc/nvidia-sim/gpus.json": ((PROFILES / DEFAULT_PROFILE).read_bytes(), 0o644),
+    }
+    persistenced_files = {
+        "/usr/bin/nvidia-persistenced": (payload("nvidia-persistenced"), 0o755),
+        "/lib/systemd/system/nvidia-persistenced.service": (
+            payload("nvidia-persistenced.service"),
+            0o644,
+        ),
+    }
+    dkms_files = {
+        "/lib/systemd/system/nvidia-sim-kmod.service": (KMOD_UNIT, 0o644),
+        "/usr/share/nvidia-sim/module-version": (f"{version}\n".encode(), 0o644),
+    }
+    # DKMS would build the module for the running kernel; the stand-in records that a module of
+    # this version is built. It becomes "loaded" at the next boot (nvidia-sim-kmod.service), so a
+    # driver change needs a reboot before nvidia-smi works, exactly as on a real host.
+    dkms_postinst = """
+        mkdir -p /var/lib/nvidia-sim
+        cp /usr/share/nvidia-sim/module-version /var/lib/nvidia-sim/module-built
+        if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+        systemctl enable nvidia-sim-kmod.service >/dev/null 2>&1 || true
+        """
+    dkms_postrm = """
+        if [ "$1" = remove ] || [ "$1" = purge ]; then
+            rm -f /var/lib/nvidia-sim/module-built
+        fi
+        """
+    persistenced_postinst = """
+        if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+        """
+
+    if family == "ubuntu":
+        rev = f"{version}-0ubuntu1"
+        exact = f"(= {rev})"
+        return [
+            Package(f"nvidia-kernel-common-{branch}", rev, "Shared files used with the kernel module",
+                    section="multiverse/libs"),
+            Package(f"nvidia-dkms-{branch}", rev, "NVIDIA DKMS package",
+                    depends=[f"nvidia-kernel-common-{branch} {exact}"],
+                    provides=["nvidia-dkms-kernel"], files=dkms_files,
+                    postinst=dkms_postinst, postrm=dkms_postrm),
+            Package(f"libnvidia-compute-{branch}", rev, "NVIDIA libcompute package",
+                    section="multiverse/libs"),
+            Package(f"nvidia-utils-{branch}", rev, "NVIDIA driver support binaries",
+                    depends=[f"libnvidia-compute-{branch} {exact}"], files=nvidia_smi_files,
+                    conffiles=["/etc/nvidia-sim/gpus.json"]),
+            Package(f"nvidia-compute-utils-{branch}", rev, "NVIDIA compute utilities",
+                    depends=[f"libnvidia-compute-{branch} {exact}"], files=persistenced_files,
+                    postinst=persistenced_postinst),
+            Package(f"nvidia-driver-{branch}", rev, "NVIDIA driver metapackage",
+                    depends=[f"nvidia-dkms-{branch} {exact}", f"nvidia-utils-{branch} {exact}",
+                             f"nvidia-compute-utils-{branch} {exact}",
+                             f"libnvidia-compute-{branch} {exact}",
+                             f"nvidia-kernel-common-{branch} {exact}"]),
+            *cuda_drivers_packages(branch, version, f"nvidia-driver-{branch} {exact}"),
+        ]
+    rev = f"{version}-1"
+    exact = f"(= {rev})"
+    return [
+        Package("nvidia-kernel-dkms", rev, "NVIDIA binary kernel module DKMS source",
+                provides=["nvidia-kernel"], files=dkms_files, postinst=dkms_postinst,
+                postrm=dkms_postrm, section="non-free/kernel"),
+        Package("libcuda1", rev, "NVIDIA CUDA Driver Library", section="non-free/libs"),
+        Package("nvidia-smi", rev, "NVIDIA System Management Interface",
+                depends=[f"libcuda1 {exact}"], files=nvidia_smi_files,
+                conffiles=["/etc/nvidia-sim/gpus.json"], section="non-free/utils"),
+        Package("nvidia-persistenced", rev, "daemon to maintain persistent software state",
+                files=persistenced_files, postinst=persistenced_postinst,
+                section="non-free/utils"),
+        Package("nvidia-driver", rev, "NVIDIA metapackage",
+                depends=[f"nvidia-kernel-dkms {exact}", f"nvidia-smi {exact}",
+                         f"nvidia-persistenced {exact}", f"libcuda1 {exact}"],
+                section="non-free/x11"),
+        *cuda_drivers_packages(branch, version, f"nvidia-driver {exact}"),
+    ]
+
+
+def cuda_drivers_packages(branch: str, version: str, driver_dep: str) -> list[Package]:
+    rev = f"{version}-1"
+    return [
+        Package(f"cuda-drivers-{branch}", rev, f"CUDA Driver meta-package, branch-specific",
+                depends=[driver_dep]),
+        Package("cuda-drivers", rev, "CUDA Driver meta-package",
+                depends=[f"cuda-drivers-{branch} (= {rev})"]),
+    ]
+
+
+def cuda_toolkit_packages(release: str) -> list[Package]:
+    major, minor, _patch = release.split(".")
+    short = f"{major}.{minor}"
+    dashed = f"{major}-{minor}"
+    rev = f"{release}-1"
+    vstring, built_on, build = NVCC_BUILDS[release]
+    nvcc = text(
+        f"""
+        #!/bin/sh
+        # Stand-in for nvcc {short} (llmops.gpu_serving test harness): prints the version banner.
+        case "$1" in
+          --version|-V)
+            cat <<'BANNER'
+        nvcc: NVIDIA (R) Cuda compiler driver
+        Copyright (c) 2005-2024 NVIDIA Corporation
+        Built on {built_on}
+        Cuda compilation tools, release {short}, {vstring}
+        Build {build}
+        BANNER
+            ;;
+          *)
+            echo "nvcc fatal   : this is a stand-in nvcc; only --version is simulated" >&2
+            exit 1
+            ;;
+        esac
+        """
+    )
+    version_json = json.dumps(
+        {"cuda": {"name": "CUDA SDK", "version": release},
+         "cuda_nvcc": {"name": "CUDA NVCC", "version": vstring.lstrip("V")}},
+        indent=3,
+    ).encode() + b"\n"
+    prefix = f"/usr/local/cuda-{short}"
+    return [
+        Package(f"cuda-nvcc-{dashed}", rev, "CUDA nvcc",
+                files={f"{prefix}/bin/nvcc": (nvcc, 0o755)}),
+        Package(f"cuda-cudart-{dashed}", rev, "CUDA Runtime native Libraries",
+                files={f"{prefix}/version.json": (version_json, 0o644)}),
+        Package(f"cuda-toolkit-{dashed}", rev, f"CUDA Toolkit {short} meta-package",
+                depends=[f"cuda-nvcc-{dashed} (>= {rev})", f"cuda-cudart-{dashed} (>= {rev})"]),
+    ]
+
+
+def cuda_keyring_package(public_key_binary: bytes) -> Package:
+    return Package("cuda-keyring", "1.1-1", "GPG keyring for the CUDA repository",
+                   files={"/usr/share/keyrings/cuda-archive-keyring.gpg":
+                          (public_key_binary, 0o644)},
+                   architecture="all")
+
+
+# --- NVIDIA Container Toolkit -------------------------------------------------------------------
+
+def nct_packages(version: str) -> list[Package]:
+    upstream = version.rsplit("-", 1)[0]
+    runtime = text(
+        """
+        #!/bin/sh
+        # Stand-in for nvidia-container-runtime (llmops.gpu_serving test harness). The real one
+        # injects GPUs through a prestart hook, then runs runc; with no GPU to inject, this one
+        # runs runc directly so `docker run --runtime nvidia` really runs the container.
+        if [ "$1" = "--version" ]; then
+            echo "NVIDIA Container Runtime version @VERSION@ (simulated)"
+            exec runc --version
+        fi
+        exec runc "$@"
+        """
+    ).replace(b"@VERSION@", upstream.encode())
+    ctk = text(
+        """
+        #!/bin/sh
+        # Stand-in for nvidia-ctk (llmops.gpu_serving test harness): version only.
+        case "$1" in
+          --version|-v) echo "NVIDIA Container Toolkit CLI version @VERSION@" ;;
+          *) echo "nvidia-ctk (simulated): only --version is available" >&2; exit 1 ;;
+        esac
+        """
+    ).replace(b"@VERSION@", upstream.encode())
+    cli = text(
+        """
+        #!/bin/sh
+        # Stand-in for nvidia-container-cli (llmops.gpu_serving test harness): version only.
+        case "$1" in
+          --version|-V) echo "cli-version: @VERSION@"; echo "lib-version: @VERSION@" ;;
+          *) echo "nvidia-container-cli: simulated, no GPU to inject" >&2; exit 1 ;;
+        esac
+        """
+    ).replace(b"@VERSION@", upstream.encode())
+    config = text(
+        """
+        # /etc/nvidia-container-runtime/config.toml (simulated package)
+        [nvidia-container-runtime]
+        mode = "auto"
+        runtimes = ["docker-runc", "runc", "crun"]
+        """
+    )
+    exact = f"(= {version})"
+    return [
+        Package("libnvidia-container1", version, "NVIDIA container runtime library",
+                section="utils"),
+        Package("libnvidia-container-tools", version, "NVIDIA container runtime library (tools)",
+                depends=[f"libnvidia-container1 (>= {version})"],
+                files={"/usr/bin/nvidia-container-cli": (cli, 0o755)}, section="utils"),
+        Package("nvidia-container-toolkit-base", version, "NVIDIA Container Toolkit Base",
+                depends=["runc | containerd.io"],
+                files={"/usr/bin/nvidia-ctk": (ctk, 0o755),
+                       "/usr/bin/nvidia-container-runtime": (runtime, 0o755),
+                       "/etc/nvidia-container-runtime/config.toml": (config, 0o644)},
+                conffiles=["/etc/nvidia-container-runtime/config.toml"], section="utils"),
+        Package("nvidia-container-toolkit", version, "NVIDIA Container toolkit",
+                depends=[f"nvidia-container-toolkit-base {exact}",
+                         f"libnvidia-container-tools (>= {version})",
+                         f"libnvidia-container-tools (<< 2.0.0)"], section="utils"),
+    ]
+
+
+# --- Docker CE -----------------------------------------------------------------------------------
+
+def docker_packages(suffix: str, codename: str) -> list[Package]:
+    pkgs = [Package("containerd.io", CONTAINERD_IO_VERSION,
+                    "An open and reliable container runtime\n"
+                    "Stand-in: depends on the distribution's containerd and runc.",
+                    depends=["containerd", "runc"], section="devel")]
+    for upstream in DOCKER_VERSIONS:
+        version = f"5:{upstream}-1~{suffix}~{codename}"
+        pkgs += [
+            Package("docker-ce-cli", version, "Docker CLI: the open-source application container engine\n"
+                    "Stand-in: the CLI comes from the distribution's docker.io.",
+                    depends=["docker.io"], section="admin"),
+            Package("docker-ce", version, "Docker: the open-source application container engine\n"
+                    "Stand-in: the engine is the distribution's docker.io.",
+                    depends=[f"docker-ce-cli (= {version})", "containerd.io (>= 1.6.24)",
+                             "docker.io", "iptables"], section="admin"),
+        ]
+    return pkgs
+
+
+def kernel_headers_package() -> Package:
+    kernel = platform.release()
+    return Package(f"linux-headers-{kernel}", "1.0-1",
+                   f"Header files related to Linux kernel {kernel}\n"
+                   "The distribution archive has this package for its kernels; this machine's "
+                   "kernel is not one of them.",
+                   files={f"/usr/src/linux-headers-{kernel}/Makefile":
+                          (b"# simulated kernel headers\n", 0o644)},
+                   section="kernel")
+
+
+# --- repository assembly -------------------------------------------------------------------------
+
+class Signer:
+    """A throwaway GPG key per repository, generated for this build only."""
+
+    def __init__(self, home: Path, name: str, email: str):
+        self.home = home
+        home.mkdir(parents=True, mode=0o700)
+        self.env = {**os.environ, "GNUPGHOME": str(home)}
+        run(["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "",
+             "--quick-gen-key", f"{name} <{email}>", "rsa3072", "sign", "never"],
+            env=self.env, stderr=subprocess.DEVNULL)
+        listing = run(["gpg", "--batch", "--with-colons", "--list-keys"], env=self.env,
+                      capture_output=True, text=True).stdout
+        self.fingerprint = next(line.split(":")[9] for line in listing.splitlines()
+                                if line.startswith("fpr:"))
+
+    def export(self, armor: bool) -> bytes:
+        cmd = ["gpg", "--batch", "--export"] + (["--armor"] if armor else []) + [self.fingerprint]
+        return run(cmd, env=self.env, capture_output=True).stdout
+
+    def sign_release(self, directory: Path) -> None:
+        base = ["gpg", "--batch", "--yes", "--local-user", self.fingerprint, "--digest-algo",
+                "SHA512"]
+        release = str(directory / "Release")
+        run([*base, "--clearsign", "-o", str(directory / "InRelease"), release], env=self.env)
+        run([*base, "--armor", "--detach-sign", "-o", f"{release}.gpg", release], env=self.env)
+
+
+def write_flat_repo(directory: Path, packages: list[Package], signer: Signer, workdir: Path,
+                    origin: str, label: str) -> None:
+    for pkg in packages:
+        build_deb(pkg, directory, workdir)
+    packages_text = run(["apt-ftparchive", "packages", "."], cwd=directory, capture_output=True,
+                        text=True).stdout
+    (directory / "Packages").write_text(packages_text)
+    run(["gzip", "-kf9n", "Packages"], cwd=directory)
+    release = run(["apt-ftparchive", "-o", f"APT::FTPArchive::Release::Origin={origin}",
+                   "-o", f"APT::FTPArchive::Release::Label={label}",
+                   "-o", "APT::FTPArchive::Release::Architectures=amd64 all",
+                   "release", "."], cwd=directory, capture_output=True, text=True).stdout
+    (directory / "Release").write_text(release)
+    signer.sign_release(directory)
+
+
+def write_dists_repo(base: Path, codename: str, packages: list[Package], signer: Signer,
+                     workdir: Path) -> None:
+    pool = base / "pool" / codename / "stable"
+    for pkg in packages:
+        build_deb(pkg, pool, workdir)
+    dist = base / "dists" / codename
+    binary = dist / "stable" / "binary-amd64"
+    binary.mkdir(parents=True, exist_ok=True)
+    packages_text = run(["apt-ftparchive", "packages", f"pool/{codename}"], cwd=base,
+                        capture_output=True, text=True).stdout
+    (binary / "Packages").write_text(packages_text)
+    run(["gzip", "-kf9n", "Packages"], cwd=binary)
+    release = run(["apt-ftparchive", "-o", "APT::FTPArchive::Release::Origin=Docker",
+                   "-o", "APT::FTPArchive::Release::Label=Docker CE",
+                   "-o", f"APT::FTPArchive::Release::Suite={codename}",
+                   "-o", f"APT::FTPArchive::Release::Codename={codename}",
+                   "-o", "APT::FTPArchive::Release::Architectures=amd64",
+                   "-o", "APT::FTPArchive::Release::Components=stable",
+                   "release", "."], cwd=dist, capture_output=True, text=True).stdout
+    (dist / "Release").write_text(release)
+    signer.sign_release(dist)
+
+
+def build(out: Path, mount_point: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="llmops-vendor-") as tmp:
+        tmpdir = Path(tmp)
+        staging = tmpdir / "repo"
+        work = tmpdir / "build"
+        signers = {
+            "cuda": Signer(tmpdir / "gpg-cuda", "Simulated NVIDIA CUDA repo", "cudatools@llmops.invalid"),
+            "nct": Signer(tmpdir / "gpg-nct", "Simulated NVIDIA container toolkit repo",
+                          "nct@llmops.invalid"),
+            "docker": Signer(tmpdir / "gpg-docker", "Simulated Docker Release (CE deb)",
+                             "docker@llmops.invalid"),
+            "distro": Signer(tmpdir / "gpg-distro", "Simulated distro extras",
+                             "distro@llmops.invalid"),
+        }
+
+        cuda_base = staging / "compute" / "cuda" / "repos"
+        for distro, spec in CUDA_REPOS.items():
+            pkgs = [cuda_keyring_package(signers["cuda"].export(armor=False))]
+            for version in DRIVER_VERSIONS:
+                pkgs += driver_packages(spec["family"], version)
+            for release in spec["toolkits"]:
+                pkgs += cuda_toolkit_packages(release)
+            directory = cuda_base / distro / "x86_64"
+            write_flat_repo(directory, pkgs, signers["cuda"], work / distro,
+                            "NVIDIA", "NVIDIA CUDA")
+            short_id = signers["cuda"].fingerprint[-8:].lower()
+            (directory / f"{short_id}.pub").write_bytes(signers["cuda"].export(armor=True))
+
+        nct_dir = staging / "libnvidia-container" / "stable" / "deb" / "amd64"
+        nct_pkgs = [pkg for version in NCT_VERSIONS for pkg in nct_packages(version)]
+        write_flat_repo(nct_dir, nct_pkgs, signers["nct"], work / "nct",
+                        "https://nvidia.github.io/libnvidia-container/stable/deb",
+                        "https://nvidia.github.io/libnvidia-container")
+        (staging / "libnvidia-container" / "gpgkey").write_bytes(signers["nct"].export(armor=True))
+
+        for distro, codenames in DOCKER_DISTS.items():
+            base = staging / "docker" / "linux" / distro
+            for codename, suffix in codenames.items():
+                write_dists_repo(base, codename, docker_packages(suffix, codename),
+                                 signers["docker"], work / f"docker-{codename}")
+            (base / "gpg").write_bytes(signers["docker"].export(armor=True))
+
+        distro_dir = staging / "distro-extras"
+        write_flat_repo(distro_dir, [kernel_headers_package()], signers["distro"],
+                        work / "distro", "llmops-harness", "Simulated distro extras")
+        (distro_dir / "gpgkey").write_bytes(signers["distro"].export(armor=True))
+
+        cuda_key = f"{signers['cuda'].fingerprint[-8:].lower()}.pub"
+        url = f"file://{mount_point}"
+        variables = {
+            "# generated by": "tests/harness/vendor_repo.py; do not edit",
+            "vendor_repo_root": url,
+            "vendor_repo_cuda_base_url": f"{url}/compute/cuda/repos",
+            "vendor_repo_cuda_key_file": cuda_key,
+            "vendor_repo_cuda_key_fingerprint": signers["cuda"].fingerprint,
+            "vendor_repo_nct_url": f"{url}/libnvidia-container/stable/deb/amd64",
+            "vendor_repo_nct_key_url": f"{url}/libnvidia-container/gpgkey",
+            "vendor_repo_nct_key_fingerprint": signers["nct"].fingerprint,
+            "vendor_repo_docker_base_url": f"{url}/docker/linux",
+            "vendor_repo_docker_key_fingerprint": signers["docker"].fingerprint,
+            "vendor_repo_distro_extras_url": f"{url}/distro-extras",
+            "vendor_repo_distro_extras_key_url": f"{url}/distro-extras/gpgkey",
+            "vendor_repo_distro_extras_key_fingerprint": signers["distro"].fingerprint,
+            "vendor_repo_kernel_headers_package": f"linux-headers-{platform.release()}",
+        }
+        tmp_out = out.with_name(out.name + ".new")
+        shutil.rmtree(tmp_out, ignore_errors=True)
+        shutil.copytree(staging, tmp_out)
+        write_vars(tmp_out / "vendor-vars.yml", variables)
+        (tmp_out / "vendor-vars.json").write_text(json.dumps(variables, indent=2) + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        tmp_out.rename(out)
+        return variables
+
+
+def write_vars(path: Path, variables: dict) -> None:
+    lines = ["---"]
+    for key, value in variables.items():
+        if key.startswith("#"):
+            lines.append(f"{key}: {value}")
+        else:
+            lines.append(f"{key}: {json.dumps(value)}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=HERE.parent / "output" / "vendor-repo",
+                        help="where to write the repositories (default: %(default)s)")
+    parser.add_argument("--mount-point", default="/srv/vendor-repo",
+                        help="where test hosts see the output directory (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    args = parser.parse_args()
+
+    for tool in ("dpkg-deb", "apt-ftparchive", "gpg", "gzip"):
+        if shutil.which(tool) is None:
+            hint = " (Debian package apt-utils)" if tool == "apt-ftparchive" else ""
+            sys.exit(f"vendor_repo: '{tool}' is required{hint}")
+
+    stamp_value = f"{recipe_hash()} {args.mount_point}"
+    stamp = args.out / ".recipe"
+    if not args.force and stamp.is_file() and stamp.read_text().strip() == stamp_value:
+        print(f"[vendor-repo] {args.out} is up to date", file=sys.stderr)
+        return 0
+    variables = build(args.out, args.mount_point)
+    stamp.write_text(stamp_value + "\n")
+    print(f"[vendor-repo] built {args.out}", file=sys.stderr)
+    for key in ("vendor_repo_cuda_key_fingerprint", "vendor_repo_nct_key_fingerprint",
+                "vendor_repo_docker_key_fingerprint"):
+        print(f"[vendor-repo]   {key} = {variables[key]}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The simulated vendor repositories behave like NVIDIA's and Docker's where the roles care.
+
+Each test host is a systemd container from the harness image with the repositories mounted
+read-only at /srv/vendor-repo, exactly as molecule scenarios and the sandbox see them. These
+tests install by hand, as an operator would, what the roles will automate: if the simulation
+drifts from the facts in ../shared/facts/nvidia-stack.md, these fail before any role test does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENDOR_REPO = REPO_ROOT / "tests" / "output" / "vendor-repo"
+SYSTEMD_FLAGS = [
+    "--cap-add", "SYS_ADMIN",
+    "--cgroupns", "host",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run",
+    "--tmpfs", "/run/lock",
+]  # fmt: skip
+RELEASES = {
+    "12": {"codename": "bookworm", "cuda_repo": "debian12", "cuda_12_4": True},
+    "13": {"codename": "trixie", "cuda_repo": "debian13", "cuda_12_4": False},
+}
+
+
+def docker(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
+    )
+
+
+class Host:
+    def __init__(self, name: str):
+        self.name = name
+
+    def sh(self, script: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = docker("exec", self.name, "bash", "-ec", script, check=False)
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"`{script}` exited {result.returncode}\nstdout:\n{result.stdout}\n"
+                f"stderr:\n{result.stderr}"
+            )
+        return result
+
+    def wait_booted(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.sh("systemctl is-system-running || true").stdout.strip()
+            if state in ("running", "degraded"):
+                return
+            time.sleep(0.5)
+        pytest.fail(f"{self.name}: systemd did not finish booting (state {state!r})")
+
+    def reboot(self) -> None:
+        docker("restart", "-t", "5", self.name)
+        self.wait_booted()
+
+
+@pytest.fixture(scope="module")
+def vendor_vars() -> dict:
+    path = VENDOR_REPO / "vendor-vars.json"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `make harness` first")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module", params=sorted(RELEASES))
+def host(request, vendor_vars):
+    release = request.param
+    image = f"llmops-test/debian:{release}"
+    if docker("image", "inspect", image, check=False).returncode != 0:
+        pytest.fail(f"image {image} is missing: run `make harness` first")
+    name = f"llmops-vendor-test-{release}-{uuid.uuid4().hex[:6]}"
+    docker(
+        "run", "-d", "--name", name, *SYSTEMD_FLAGS,
+        "-v", f"{VENDOR_REPO}:/srv/vendor-repo:ro", image,
+    )  # fmt: skip
+    box = Host(name)
+    box.release = RELEASES[release]
+    try:
+        box.wait_booted()
+        cfg = box.release
+        keys = {
+            "cuda": f"/srv/vendor-repo/compute/cuda/repos/{cfg['cuda_repo']}/x86_64/3bf863cc.pub",
+            "nct": "/srv/vendor-repo/libnvidia-container/gpgkey",
+            "docker": "/srv/vendor-repo/docker/linux/debian/gpg",
+            "extras": "/srv/vendor-repo/distro-extras/gpgkey",
+        }
+        sources = {
+            "cuda": f"file:/srv/vendor-repo/compute/cuda/repos/{cfg['cuda_repo']}/x86_64 /",
+            "nct": "file:/srv/vendor-repo/libnvidia-container/stable/deb/amd64 /",
+            "docker": f"file:/srv/vendor-repo/docker/linux/debian {cfg['codename']} stable",
+            "extras": "file:/srv/vendor-repo/distro-extras /",
+        }
+        script = []
+        for key, path in keys.items():
+            keyring = f"/usr/share/keyrings/sim-{key}.gpg"
+            script.append(f"gpg --dearmor < {path} > {keyring}")
+            script.append(
+                f"echo 'deb [signed-by={keyring}] {sources[key]}' > "
+                f"/etc/apt/sources.list.d/sim-{key}.list"
+            )
+        # Only the simulated repositories: the tests must not depend on Debian's mirror.
+        script.append("mv /etc/apt/sources.list /etc/apt/sources.list.debian")
+        script.append("apt-get update -qq")
+        box.sh("\n".join(script))
+        yield box
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+
+
+def fingerprint_of(host: Host, path: str) -> str:
+    out = host.sh(f"gpg --show-keys --with-colons {shlex.quote(path)}").stdout
+    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+
+
+def test_keys_have_the_fingerprints_the_roles_are_given(host, vendor_vars):
+    cuda = f"/srv/vendor-repo/compute/cuda/repos/{host.release['cuda_repo']}/x86_64/3bf863cc.pub"
+    assert fingerprint_of(host, cuda) == vendor_vars["vendor_repo_cuda_key_fingerprint"]
+    nct = "/srv/vendor-repo/libnvidia-container/gpgkey"
+    assert fingerprint_of(host, nct) == vendor_vars["vendor_repo_nct_key_fingerprint"]
+    dock = "/srv/vendor-repo/docker/linux/debian/gpg"
+    assert fingerprint_of(host, dock) == vendor_vars["vendor_repo_docker_key_fingerprint"]
+
+
+def test_a_repository_signed_by_another_key_is_refused(host):
+    # Point the CUDA repo at the Docker key: apt must refuse it, as for a wrong real key.
+    cuda_repo = host.release["cuda_repo"]
+    result = host.sh(
+        "mv /etc/apt/sources.list.d/sim-cuda.list /root/sim-cuda.list\n"
+        "echo 'deb [signed-by=/usr/share/keyrings/sim-docker.gpg] "
+        f"file:/srv/vendor-repo/compute/cuda/repos/{cuda_repo}/x86_64 /' "
+        "> /etc/apt/sources.list.d/wrong.list\n"
+        "rc=0; apt-get update -o APT::Update::Error-Mode=any 2>&1 || rc=$?\n"
+        "rm /etc/apt/sources.list.d/wrong.list\n"
+        "mv /root/sim-cuda.list /etc/apt/sources.list.d/sim-cuda.list\n"
+        "apt-get update -qq\n"
+        "exit $rc",
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    assert re.search(r"NO_PUBKEY|not signed", result.stdout), result.stdout
+
+
+def test_driver_versions_and_names_match_nvidia(host):
+    madison = host.sh("apt-cache madison cuda-drivers-550").stdout
+    versions = re.findall(r"\|\s*(\S+)\s*\|", madison)
+    assert sorted(versions) == ["550.127.05-1", "550.144.03-1", "550.163.01-1"]
+    # Without a pin apt would take the newest: the reason the role must pin.
+    candidate = host.sh("apt-cache policy cuda-drivers-550").stdout
+    assert "Candidate: 550.163.01-1" in candidate
+
+
+def pin_driver(host: Host, version: str) -> None:
+    # As with NVIDIA's repo, apt's resolver will not choose older versions of the dependencies
+    # of cuda-drivers-550=<version> by itself: the whole family has to be pinned.
+    host.sh(
+        "printf 'Package: nvidia-* libnvidia-* libcuda1 cuda-drivers cuda-drivers-*\\n"
+        f"Pin: version {version}-*\\nPin-Priority: 1001\\n' > /etc/apt/preferences.d/sim-driver"
+    )
+
+
+def test_unpinned_exact_install_fails_like_the_real_repo(host):
+    result = host.sh("apt-get install -s -y cuda-drivers-550=550.144.03-1", check=False)
+    assert result.returncode != 0
+    assert "held broken packages" in result.stderr + result.stdout
+
+
+def test_driver_needs_a_reboot_then_reports_the_exact_version(host):
+    pin_driver(host, "550.144.03")
+    host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cuda-drivers-550=550.144.03-1")
+    before = host.sh("nvidia-smi", check=False)
+    assert before.returncode == 9, before
+    assert "couldn't communicate with the NVIDIA driver" in before.stdout
+
+    host.reboot()
+    query = host.sh(
+        "nvidia-smi --query-gpu=driver_version,name,memory.total --format=csv,noheader,nounits"
+    ).stdout.strip().splitlines()
+    assert len(query) == 4
+    assert all(line.startswith("550.144.03, ") for line in query), query
+    table = host.sh("nvidia-smi").stdout
+    assert re.search(r"Driver Version: 550\.144\.03\s+CUDA Version: 12\.4", table), table
+
+
+def test_upgrade_without_reboot_gives_version_mismatch(host):
+    pin_driver(host, "550.163.01")
+    host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cuda-drivers-550=550.163.01-1")
+    result = host.sh("nvidia-smi", check=False)
+    assert result.returncode == 18, result
+    assert "Driver/library version mismatch" in result.stdout
+    host.reboot()
+    assert host.sh(
+        "nvidia-smi --query-gpu=driver_version --format=csv,noheader"
+    ).stdout.split() == ["550.163.01"] * 4
+
+
+def test_cuda_toolkit_12_4_only_where_nvidia_ships_it(host):
+    policy = host.sh("apt-cache policy cuda-toolkit-12-4").stdout
+    if not host.release["cuda_12_4"]:
+        assert "Candidate" not in policy
+        return
+    host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cuda-toolkit-12-4")
+    out = host.sh("/usr/local/cuda-12.4/bin/nvcc --version").stdout
+    assert "Cuda compilation tools, release 12.4, V12.4.131" in out
+
+
+def test_container_toolkit_versions(host):
+    madison = host.sh("apt-cache madison nvidia-container-toolkit").stdout
+    assert {"1.17.7-1", "1.17.8-1", "1.18.0-1"} <= set(re.findall(r"\|\s*(\S+)\s*\|", madison))
+    pkgs = ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
+            "libnvidia-container-tools", "libnvidia-container1")
+    host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
+            + " ".join(f"{p}=1.17.8-1" for p in pkgs) + " runc")
+    assert "1.17.8" in host.sh("nvidia-ctk --version").stdout
+    assert host.sh("nvidia-container-runtime --version").returncode == 0
+
+
+def test_docker_ce_versions_carry_epoch_and_distro_suffix(host):
+    codename = host.release["codename"]
+    madison = host.sh("apt-cache madison docker-ce").stdout
+    suffix = "debian.12" if codename == "bookworm" else "debian.13"
+    assert f"5:27.5.1-1~{suffix}~{codename}" in madison
+    # docker-ce's engine is the distribution's docker.io: apt resolves it with Debian's archive.
+    host.sh("mv /etc/apt/sources.list.debian /etc/apt/sources.list && apt-get update -qq")
+    plan = host.sh(
+        f"apt-get install -s -y docker-ce=5:27.5.1-1~{suffix}~{codename} "
+        f"docker-ce-cli=5:27.5.1-1~{suffix}~{codename} containerd.io"
+    ).stdout
+    assert re.search(r"^Inst docker\.io ", plan, re.MULTILINE), plan
+    assert re.search(r"^Inst docker-ce ", plan, re.MULTILINE), plan
+
+
+def test_kernel_headers_for_the_running_kernel(host, vendor_vars):
+    package = vendor_vars["vendor_repo_kernel_headers_package"]
+    assert host.sh(f"apt-cache show {package}").returncode == 0

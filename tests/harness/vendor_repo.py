@@ -59,9 +59,10 @@ CUDA_REPOS = {
     "debian12": {"family": "debian", "toolkits": ("12.4.1", "12.5.1", "12.6.3")},
     "debian13": {"family": "debian", "toolkits": ("12.6.3",)},
 }
+# Debian suites only: docker-ce is Debian's own docker.io repackaged (see repackage_docker_ce),
+# and Ubuntu's cannot be fetched here.
 DOCKER_DISTS = {
-    "ubuntu": {"jammy": "ubuntu.22.04", "noble": "ubuntu.24.04"},
-    "debian": {"bookworm": "debian.12", "trixie": "debian.13"},
+    "debian": {"bookworm": ("debian.12", "12"), "trixie": ("debian.13", "13")},
 }
 
 NVCC_BUILDS = {
@@ -159,8 +160,10 @@ def build_deb(pkg: Package, pool: Path, workdir: Path) -> Path:
             path.chmod(0o755)
     pool.mkdir(parents=True, exist_ok=True)
     deb = pool / pkg.filename
-    run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
-        stdout=subprocess.DEVNULL)
+    run(
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
+        stdout=subprocess.DEVNULL,
+    )
     return deb
 
 
@@ -177,7 +180,8 @@ KMOD_UNIT = text(
     [Service]
     Type=oneshot
     RemainAfterExit=yes
-    ExecStart=/bin/sh -c 'mkdir -p /run/nvidia-sim && cp /var/lib/nvidia-sim/module-built /run/nvidia-sim/loaded-driver-version'
+    ExecStartPre=/bin/mkdir -p /run/nvidia-sim
+    ExecStart=/bin/cp /var/lib/nvidia-sim/module-built /run/nvidia-sim/loaded-driver-version
 
     [Install]
     WantedBy=sysinit.target
@@ -226,44 +230,101 @@ def driver_packages(family: str, version: str) -> list[Package]:
         rev = f"{version}-0ubuntu1"
         exact = f"(= {rev})"
         return [
-            Package(f"nvidia-kernel-common-{branch}", rev, "Shared files used with the kernel module",
-                    section="multiverse/libs"),
-            Package(f"nvidia-dkms-{branch}", rev, "NVIDIA DKMS package",
-                    depends=[f"nvidia-kernel-common-{branch} {exact}"],
-                    provides=["nvidia-dkms-kernel"], files=dkms_files,
-                    postinst=dkms_postinst, postrm=dkms_postrm),
-            Package(f"libnvidia-compute-{branch}", rev, "NVIDIA libcompute package",
-                    section="multiverse/libs"),
-            Package(f"nvidia-utils-{branch}", rev, "NVIDIA driver support binaries",
-                    depends=[f"libnvidia-compute-{branch} {exact}"], files=nvidia_smi_files,
-                    conffiles=["/etc/nvidia-sim/gpus.json"]),
-            Package(f"nvidia-compute-utils-{branch}", rev, "NVIDIA compute utilities",
-                    depends=[f"libnvidia-compute-{branch} {exact}"], files=persistenced_files,
-                    postinst=persistenced_postinst),
-            Package(f"nvidia-driver-{branch}", rev, "NVIDIA driver metapackage",
-                    depends=[f"nvidia-dkms-{branch} {exact}", f"nvidia-utils-{branch} {exact}",
-                             f"nvidia-compute-utils-{branch} {exact}",
-                             f"libnvidia-compute-{branch} {exact}",
-                             f"nvidia-kernel-common-{branch} {exact}"]),
+            Package(
+                f"nvidia-kernel-common-{branch}",
+                rev,
+                "Shared files used with the kernel module",
+                section="multiverse/libs",
+            ),
+            Package(
+                f"nvidia-dkms-{branch}",
+                rev,
+                "NVIDIA DKMS package",
+                depends=[f"nvidia-kernel-common-{branch} {exact}"],
+                provides=["nvidia-dkms-kernel"],
+                files=dkms_files,
+                postinst=dkms_postinst,
+                postrm=dkms_postrm,
+            ),
+            Package(
+                f"libnvidia-compute-{branch}",
+                rev,
+                "NVIDIA libcompute package",
+                section="multiverse/libs",
+            ),
+            Package(
+                f"nvidia-utils-{branch}",
+                rev,
+                "NVIDIA driver support binaries",
+                depends=[f"libnvidia-compute-{branch} {exact}"],
+                files=nvidia_smi_files,
+                conffiles=["/etc/nvidia-sim/gpus.json"],
+            ),
+            Package(
+                f"nvidia-compute-utils-{branch}",
+                rev,
+                "NVIDIA compute utilities",
+                depends=[f"libnvidia-compute-{branch} {exact}"],
+                files=persistenced_files,
+                postinst=persistenced_postinst,
+            ),
+            Package(
+                f"nvidia-driver-{branch}",
+                rev,
+                "NVIDIA driver metapackage",
+                depends=[
+                    f"nvidia-dkms-{branch} {exact}",
+                    f"nvidia-utils-{branch} {exact}",
+                    f"nvidia-compute-utils-{branch} {exact}",
+                    f"libnvidia-compute-{branch} {exact}",
+                    f"nvidia-kernel-common-{branch} {exact}",
+                ],
+            ),
             *cuda_drivers_packages(branch, version, f"nvidia-driver-{branch} {exact}"),
         ]
     rev = f"{version}-1"
     exact = f"(= {rev})"
     return [
-        Package("nvidia-kernel-dkms", rev, "NVIDIA binary kernel module DKMS source",
-                provides=["nvidia-kernel"], files=dkms_files, postinst=dkms_postinst,
-                postrm=dkms_postrm, section="non-free/kernel"),
+        Package(
+            "nvidia-kernel-dkms",
+            rev,
+            "NVIDIA binary kernel module DKMS source",
+            provides=["nvidia-kernel"],
+            files=dkms_files,
+            postinst=dkms_postinst,
+            postrm=dkms_postrm,
+            section="non-free/kernel",
+        ),
         Package("libcuda1", rev, "NVIDIA CUDA Driver Library", section="non-free/libs"),
-        Package("nvidia-smi", rev, "NVIDIA System Management Interface",
-                depends=[f"libcuda1 {exact}"], files=nvidia_smi_files,
-                conffiles=["/etc/nvidia-sim/gpus.json"], section="non-free/utils"),
-        Package("nvidia-persistenced", rev, "daemon to maintain persistent software state",
-                files=persistenced_files, postinst=persistenced_postinst,
-                section="non-free/utils"),
-        Package("nvidia-driver", rev, "NVIDIA metapackage",
-                depends=[f"nvidia-kernel-dkms {exact}", f"nvidia-smi {exact}",
-                         f"nvidia-persistenced {exact}", f"libcuda1 {exact}"],
-                section="non-free/x11"),
+        Package(
+            "nvidia-smi",
+            rev,
+            "NVIDIA System Management Interface",
+            depends=[f"libcuda1 {exact}"],
+            files=nvidia_smi_files,
+            conffiles=["/etc/nvidia-sim/gpus.json"],
+            section="non-free/utils",
+        ),
+        Package(
+            "nvidia-persistenced",
+            rev,
+            "daemon to maintain persistent software state",
+            files=persistenced_files,
+            postinst=persistenced_postinst,
+            section="non-free/utils",
+        ),
+        Package(
+            "nvidia-driver",
+            rev,
+            "NVIDIA metapackage",
+            depends=[
+                f"nvidia-kernel-dkms {exact}",
+                f"nvidia-smi {exact}",
+                f"nvidia-persistenced {exact}",
+                f"libcuda1 {exact}",
+            ],
+            section="non-free/x11",
+        ),
         *cuda_drivers_packages(branch, version, f"nvidia-driver {exact}"),
     ]
 
@@ -271,10 +332,18 @@ def driver_packages(family: str, version: str) -> list[Package]:
 def cuda_drivers_packages(branch: str, version: str, driver_dep: str) -> list[Package]:
     rev = f"{version}-1"
     return [
-        Package(f"cuda-drivers-{branch}", rev, f"CUDA Driver meta-package, branch-specific",
-                depends=[driver_dep]),
-        Package("cuda-drivers", rev, "CUDA Driver meta-package",
-                depends=[f"cuda-drivers-{branch} (= {rev})"]),
+        Package(
+            f"cuda-drivers-{branch}",
+            rev,
+            "CUDA Driver meta-package, branch-specific",
+            depends=[driver_dep],
+        ),
+        Package(
+            "cuda-drivers",
+            rev,
+            "CUDA Driver meta-package",
+            depends=[f"cuda-drivers-{branch} (= {rev})"],
+        ),
     ]
 
 
@@ -305,30 +374,48 @@ def cuda_toolkit_packages(release: str) -> list[Package]:
         esac
         """
     )
-    version_json = json.dumps(
-        {"cuda": {"name": "CUDA SDK", "version": release},
-         "cuda_nvcc": {"name": "CUDA NVCC", "version": vstring.lstrip("V")}},
-        indent=3,
-    ).encode() + b"\n"
+    version_json = (
+        json.dumps(
+            {
+                "cuda": {"name": "CUDA SDK", "version": release},
+                "cuda_nvcc": {"name": "CUDA NVCC", "version": vstring.lstrip("V")},
+            },
+            indent=3,
+        ).encode()
+        + b"\n"
+    )
     prefix = f"/usr/local/cuda-{short}"
     return [
-        Package(f"cuda-nvcc-{dashed}", rev, "CUDA nvcc",
-                files={f"{prefix}/bin/nvcc": (nvcc, 0o755)}),
-        Package(f"cuda-cudart-{dashed}", rev, "CUDA Runtime native Libraries",
-                files={f"{prefix}/version.json": (version_json, 0o644)}),
-        Package(f"cuda-toolkit-{dashed}", rev, f"CUDA Toolkit {short} meta-package",
-                depends=[f"cuda-nvcc-{dashed} (>= {rev})", f"cuda-cudart-{dashed} (>= {rev})"]),
+        Package(
+            f"cuda-nvcc-{dashed}", rev, "CUDA nvcc", files={f"{prefix}/bin/nvcc": (nvcc, 0o755)}
+        ),
+        Package(
+            f"cuda-cudart-{dashed}",
+            rev,
+            "CUDA Runtime native Libraries",
+            files={f"{prefix}/version.json": (version_json, 0o644)},
+        ),
+        Package(
+            f"cuda-toolkit-{dashed}",
+            rev,
+            f"CUDA Toolkit {short} meta-package",
+            depends=[f"cuda-nvcc-{dashed} (>= {rev})", f"cuda-cudart-{dashed} (>= {rev})"],
+        ),
     ]
 
 
 def cuda_keyring_package(public_key_binary: bytes) -> Package:
-    return Package("cuda-keyring", "1.1-1", "GPG keyring for the CUDA repository",
-                   files={"/usr/share/keyrings/cuda-archive-keyring.gpg":
-                          (public_key_binary, 0o644)},
-                   architecture="all")
+    return Package(
+        "cuda-keyring",
+        "1.1-1",
+        "GPG keyring for the CUDA repository",
+        files={"/usr/share/keyrings/cuda-archive-keyring.gpg": (public_key_binary, 0o644)},
+        architecture="all",
+    )
 
 
 # --- NVIDIA Container Toolkit -------------------------------------------------------------------
+
 
 def nct_packages(version: str) -> list[Package]:
     upstream = version.rsplit("-", 1)[0]
@@ -375,57 +462,154 @@ def nct_packages(version: str) -> list[Package]:
     )
     exact = f"(= {version})"
     return [
-        Package("libnvidia-container1", version, "NVIDIA container runtime library",
-                section="utils"),
-        Package("libnvidia-container-tools", version, "NVIDIA container runtime library (tools)",
-                depends=[f"libnvidia-container1 (>= {version})"],
-                files={"/usr/bin/nvidia-container-cli": (cli, 0o755)}, section="utils"),
-        Package("nvidia-container-toolkit-base", version, "NVIDIA Container Toolkit Base",
-                depends=["runc | containerd.io"],
-                files={"/usr/bin/nvidia-ctk": (ctk, 0o755),
-                       "/usr/bin/nvidia-container-runtime": (runtime, 0o755),
-                       "/etc/nvidia-container-runtime/config.toml": (config, 0o644)},
-                conffiles=["/etc/nvidia-container-runtime/config.toml"], section="utils"),
-        Package("nvidia-container-toolkit", version, "NVIDIA Container toolkit",
-                depends=[f"nvidia-container-toolkit-base {exact}",
-                         f"libnvidia-container-tools (>= {version})",
-                         f"libnvidia-container-tools (<< 2.0.0)"], section="utils"),
+        Package(
+            "libnvidia-container1", version, "NVIDIA container runtime library", section="utils"
+        ),
+        Package(
+            "libnvidia-container-tools",
+            version,
+            "NVIDIA container runtime library (tools)",
+            depends=[f"libnvidia-container1 (>= {version})"],
+            files={"/usr/bin/nvidia-container-cli": (cli, 0o755)},
+            section="utils",
+        ),
+        Package(
+            "nvidia-container-toolkit-base",
+            version,
+            "NVIDIA Container Toolkit Base",
+            files={
+                "/usr/bin/nvidia-ctk": (ctk, 0o755),
+                "/usr/bin/nvidia-container-runtime": (runtime, 0o755),
+                "/etc/nvidia-container-runtime/config.toml": (config, 0o644),
+            },
+            conffiles=["/etc/nvidia-container-runtime/config.toml"],
+            section="utils",
+        ),
+        Package(
+            "nvidia-container-toolkit",
+            version,
+            "NVIDIA Container toolkit",
+            depends=[
+                f"nvidia-container-toolkit-base {exact}",
+                f"libnvidia-container-tools (>= {version})",
+                "libnvidia-container-tools (<< 2.0.0)",
+            ],
+            section="utils",
+        ),
     ]
 
 
 # --- Docker CE -----------------------------------------------------------------------------------
 
+
 def docker_packages(suffix: str, codename: str) -> list[Package]:
-    pkgs = [Package("containerd.io", CONTAINERD_IO_VERSION,
-                    "An open and reliable container runtime\n"
-                    "Stand-in: depends on the distribution's containerd and runc.",
-                    depends=["containerd", "runc"], section="devel")]
+    """containerd.io and docker-ce-cli stand-ins; docker-ce itself is repackaged (below)."""
+    pkgs = [
+        Package(
+            "containerd.io",
+            CONTAINERD_IO_VERSION,
+            "An open and reliable container runtime\n"
+            "Stand-in: depends on the distribution's containerd and runc.",
+            depends=["containerd", "runc"],
+            section="devel",
+        )
+    ]
     for upstream in DOCKER_VERSIONS:
         version = f"5:{upstream}-1~{suffix}~{codename}"
-        pkgs += [
-            Package("docker-ce-cli", version, "Docker CLI: the open-source application container engine\n"
-                    "Stand-in: the CLI comes from the distribution's docker.io.",
-                    depends=["docker.io"], section="admin"),
-            Package("docker-ce", version, "Docker: the open-source application container engine\n"
-                    "Stand-in: the engine is the distribution's docker.io.",
-                    depends=[f"docker-ce-cli (= {version})", "containerd.io (>= 1.6.24)",
-                             "docker.io", "iptables"], section="admin"),
-        ]
+        pkgs.append(
+            Package(
+                "docker-ce-cli",
+                version,
+                "Docker CLI: the open-source application container engine\n"
+                "Stand-in: the CLI ships inside the simulated docker-ce (Debian's docker.io).",
+                section="admin",
+            )
+        )
     return pkgs
+
+
+def debian_docker_io(release: str, cache: Path) -> Path:
+    """Debian's own docker.io .deb for a release, downloaded once inside that release's image."""
+    target = cache / f"docker.io-debian{release}"
+    debs = sorted(target.glob("docker.io_*.deb"))
+    if debs:
+        return debs[-1]
+    target.mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            "docker", "run", "--rm", "-v", f"{target}:/out", f"llmops-test/debian:{release}",
+            "sh", "-ec", "apt-get update -qq && cd /out && apt-get download -qq docker.io",
+        ],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    debs = sorted(target.glob("docker.io_*.deb"))
+    if not debs:
+        sys.exit(f"vendor_repo: could not download Debian {release}'s docker.io")
+    return debs[-1]
+
+
+def repackage_docker_ce(docker_io: Path, version: str, pool: Path, workdir: Path) -> None:
+    """Debian's real engine under Docker's package name and version.
+
+    Debian's docker.io declares `Conflicts: docker-ce, docker-ce-cli`, so no docker-ce can sit
+    beside it: the simulated docker-ce carries docker.io's files, scripts and dependencies,
+    renamed, and conflicts with docker.io as the real docker-ce does. `docker version` reports
+    Debian's engine version; the package version is Docker's.
+    """
+    root = workdir / f"docker-ce-{version.replace(':', '_')}"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    run(["dpkg-deb", "-R", str(docker_io), str(root)])
+    control_path = root / "DEBIAN" / "control"
+    fields: dict[str, str] = {}
+    key = ""
+    for line in control_path.read_text().splitlines():
+        if line.startswith((" ", "\t")) and key:
+            fields[key] += "\n" + line
+        else:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    fields["Package"] = "docker-ce"
+    fields["Version"] = version
+    fields["Depends"] += f", docker-ce-cli (= {version}), containerd.io (>= 1.6.24)"
+    fields["Conflicts"] = "docker.io, docker-engine, docker-engine-cs"
+    fields["Replaces"] = "docker.io, docker-engine, docker-engine-cs"
+    fields.pop("Breaks", None)
+    fields.pop("Built-Using", None)
+    fields.pop("Source", None)
+    fields["Description"] = (
+        "Docker: the open-source application container engine (simulated for tests)\n"
+        " Debian's docker.io repackaged by the llmops.gpu_serving test harness under Docker CE's\n"
+        " package name and version."
+    )
+    control_path.write_text("".join(f"{k}: {v}\n" for k, v in fields.items()))
+    pool.mkdir(parents=True, exist_ok=True)
+    upstream = version.split(":", 1)[-1]
+    run(
+        # Fast compression: the engine's binaries are large and only ever read locally.
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", str(root),
+         str(pool / f"docker-ce_{upstream}_amd64.deb")],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    shutil.rmtree(root)
 
 
 def kernel_headers_package() -> Package:
     kernel = platform.release()
-    return Package(f"linux-headers-{kernel}", "1.0-1",
-                   f"Header files related to Linux kernel {kernel}\n"
-                   "The distribution archive has this package for its kernels; this machine's "
-                   "kernel is not one of them.",
-                   files={f"/usr/src/linux-headers-{kernel}/Makefile":
-                          (b"# simulated kernel headers\n", 0o644)},
-                   section="kernel")
+    return Package(
+        f"linux-headers-{kernel}",
+        "1.0-1",
+        f"Header files related to Linux kernel {kernel}\n"
+        "The distribution archive has this package for its kernels; this machine's "
+        "kernel is not one of them.",
+        files={
+            f"/usr/src/linux-headers-{kernel}/Makefile": (b"# simulated kernel headers\n", 0o644)
+        },
+        section="kernel",
+    )
 
 
 # --- repository assembly -------------------------------------------------------------------------
+
 
 class Signer:
     """A throwaway GPG key per repository, generated for this build only."""
@@ -434,61 +618,125 @@ class Signer:
         self.home = home
         home.mkdir(parents=True, mode=0o700)
         self.env = {**os.environ, "GNUPGHOME": str(home)}
-        run(["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "",
-             "--quick-gen-key", f"{name} <{email}>", "rsa3072", "sign", "never"],
-            env=self.env, stderr=subprocess.DEVNULL)
-        listing = run(["gpg", "--batch", "--with-colons", "--list-keys"], env=self.env,
-                      capture_output=True, text=True).stdout
-        self.fingerprint = next(line.split(":")[9] for line in listing.splitlines()
-                                if line.startswith("fpr:"))
+        run(
+            [
+                "gpg",
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                f"{name} <{email}>",
+                "rsa3072",
+                "sign",
+                "never",
+            ],
+            env=self.env,
+            stderr=subprocess.DEVNULL,
+        )
+        listing = run(
+            ["gpg", "--batch", "--with-colons", "--list-keys"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        ).stdout
+        self.fingerprint = next(
+            line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
+        )
 
     def export(self, armor: bool) -> bytes:
         cmd = ["gpg", "--batch", "--export"] + (["--armor"] if armor else []) + [self.fingerprint]
         return run(cmd, env=self.env, capture_output=True).stdout
 
     def sign_release(self, directory: Path) -> None:
-        base = ["gpg", "--batch", "--yes", "--local-user", self.fingerprint, "--digest-algo",
-                "SHA512"]
+        base = [
+            "gpg",
+            "--batch",
+            "--yes",
+            "--local-user",
+            self.fingerprint,
+            "--digest-algo",
+            "SHA512",
+        ]
         release = str(directory / "Release")
         run([*base, "--clearsign", "-o", str(directory / "InRelease"), release], env=self.env)
         run([*base, "--armor", "--detach-sign", "-o", f"{release}.gpg", release], env=self.env)
 
 
-def write_flat_repo(directory: Path, packages: list[Package], signer: Signer, workdir: Path,
-                    origin: str, label: str) -> None:
+def write_flat_repo(
+    directory: Path,
+    packages: list[Package],
+    signer: Signer,
+    workdir: Path,
+    *,
+    origin: str,
+    label: str,
+) -> None:
     for pkg in packages:
         build_deb(pkg, directory, workdir)
-    packages_text = run(["apt-ftparchive", "packages", "."], cwd=directory, capture_output=True,
-                        text=True).stdout
+    packages_text = run(
+        ["apt-ftparchive", "packages", "."], cwd=directory, capture_output=True, text=True
+    ).stdout
     (directory / "Packages").write_text(packages_text)
     run(["gzip", "-kf9n", "Packages"], cwd=directory)
-    release = run(["apt-ftparchive", "-o", f"APT::FTPArchive::Release::Origin={origin}",
-                   "-o", f"APT::FTPArchive::Release::Label={label}",
-                   "-o", "APT::FTPArchive::Release::Architectures=amd64 all",
-                   "release", "."], cwd=directory, capture_output=True, text=True).stdout
+    release = run(
+        [
+            "apt-ftparchive",
+            "-o",
+            f"APT::FTPArchive::Release::Origin={origin}",
+            "-o",
+            f"APT::FTPArchive::Release::Label={label}",
+            "-o",
+            "APT::FTPArchive::Release::Architectures=amd64 all",
+            "release",
+            ".",
+        ],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+    ).stdout
     (directory / "Release").write_text(release)
     signer.sign_release(directory)
 
 
-def write_dists_repo(base: Path, codename: str, packages: list[Package], signer: Signer,
-                     workdir: Path) -> None:
+def write_dists_repo(
+    base: Path, codename: str, packages: list[Package], signer: Signer, workdir: Path
+) -> None:
     pool = base / "pool" / codename / "stable"
     for pkg in packages:
         build_deb(pkg, pool, workdir)
     dist = base / "dists" / codename
     binary = dist / "stable" / "binary-amd64"
     binary.mkdir(parents=True, exist_ok=True)
-    packages_text = run(["apt-ftparchive", "packages", f"pool/{codename}"], cwd=base,
-                        capture_output=True, text=True).stdout
+    packages_text = run(
+        ["apt-ftparchive", "packages", f"pool/{codename}"], cwd=base, capture_output=True, text=True
+    ).stdout
     (binary / "Packages").write_text(packages_text)
     run(["gzip", "-kf9n", "Packages"], cwd=binary)
-    release = run(["apt-ftparchive", "-o", "APT::FTPArchive::Release::Origin=Docker",
-                   "-o", "APT::FTPArchive::Release::Label=Docker CE",
-                   "-o", f"APT::FTPArchive::Release::Suite={codename}",
-                   "-o", f"APT::FTPArchive::Release::Codename={codename}",
-                   "-o", "APT::FTPArchive::Release::Architectures=amd64",
-                   "-o", "APT::FTPArchive::Release::Components=stable",
-                   "release", "."], cwd=dist, capture_output=True, text=True).stdout
+    release = run(
+        [
+            "apt-ftparchive",
+            "-o",
+            "APT::FTPArchive::Release::Origin=Docker",
+            "-o",
+            "APT::FTPArchive::Release::Label=Docker CE",
+            "-o",
+            f"APT::FTPArchive::Release::Suite={codename}",
+            "-o",
+            f"APT::FTPArchive::Release::Codename={codename}",
+            "-o",
+            "APT::FTPArchive::Release::Architectures=amd64",
+            "-o",
+            "APT::FTPArchive::Release::Components=stable",
+            "release",
+            ".",
+        ],
+        cwd=dist,
+        capture_output=True,
+        text=True,
+    ).stdout
     (dist / "Release").write_text(release)
     signer.sign_release(dist)
 
@@ -499,13 +747,18 @@ def build(out: Path, mount_point: str) -> dict:
         staging = tmpdir / "repo"
         work = tmpdir / "build"
         signers = {
-            "cuda": Signer(tmpdir / "gpg-cuda", "Simulated NVIDIA CUDA repo", "cudatools@llmops.invalid"),
-            "nct": Signer(tmpdir / "gpg-nct", "Simulated NVIDIA container toolkit repo",
-                          "nct@llmops.invalid"),
-            "docker": Signer(tmpdir / "gpg-docker", "Simulated Docker Release (CE deb)",
-                             "docker@llmops.invalid"),
-            "distro": Signer(tmpdir / "gpg-distro", "Simulated distro extras",
-                             "distro@llmops.invalid"),
+            "cuda": Signer(
+                tmpdir / "gpg-cuda", "Simulated NVIDIA CUDA repo", "cudatools@llmops.invalid"
+            ),
+            "nct": Signer(
+                tmpdir / "gpg-nct", "Simulated NVIDIA container toolkit repo", "nct@llmops.invalid"
+            ),
+            "docker": Signer(
+                tmpdir / "gpg-docker", "Simulated Docker Release (CE deb)", "docker@llmops.invalid"
+            ),
+            "distro": Signer(
+                tmpdir / "gpg-distro", "Simulated distro extras", "distro@llmops.invalid"
+            ),
         }
 
         cuda_base = staging / "compute" / "cuda" / "repos"
@@ -516,29 +769,59 @@ def build(out: Path, mount_point: str) -> dict:
             for release in spec["toolkits"]:
                 pkgs += cuda_toolkit_packages(release)
             directory = cuda_base / distro / "x86_64"
-            write_flat_repo(directory, pkgs, signers["cuda"], work / distro,
-                            "NVIDIA", "NVIDIA CUDA")
+            write_flat_repo(
+                directory,
+                pkgs,
+                signers["cuda"],
+                work / distro,
+                origin="NVIDIA",
+                label="NVIDIA CUDA",
+            )
             # Same file name as NVIDIA's key (3bf863cc.pub), simulated key inside: the roles find
             # it where they would on a real host and must be given this key's fingerprint.
             (directory / "3bf863cc.pub").write_bytes(signers["cuda"].export(armor=True))
 
         nct_dir = staging / "libnvidia-container" / "stable" / "deb" / "amd64"
         nct_pkgs = [pkg for version in NCT_VERSIONS for pkg in nct_packages(version)]
-        write_flat_repo(nct_dir, nct_pkgs, signers["nct"], work / "nct",
-                        "https://nvidia.github.io/libnvidia-container/stable/deb",
-                        "https://nvidia.github.io/libnvidia-container")
+        write_flat_repo(
+            nct_dir,
+            nct_pkgs,
+            signers["nct"],
+            work / "nct",
+            origin="https://nvidia.github.io/libnvidia-container/stable/deb",
+            label="https://nvidia.github.io/libnvidia-container",
+        )
         (staging / "libnvidia-container" / "gpgkey").write_bytes(signers["nct"].export(armor=True))
 
         for distro, codenames in DOCKER_DISTS.items():
             base = staging / "docker" / "linux" / distro
-            for codename, suffix in codenames.items():
-                write_dists_repo(base, codename, docker_packages(suffix, codename),
-                                 signers["docker"], work / f"docker-{codename}")
+            for codename, (suffix, release) in codenames.items():
+                docker_io = debian_docker_io(release, out.parent / "cache")
+                for upstream in DOCKER_VERSIONS:
+                    repackage_docker_ce(
+                        docker_io,
+                        f"5:{upstream}-1~{suffix}~{codename}",
+                        base / "pool" / codename / "stable",
+                        work / f"docker-ce-{codename}",
+                    )
+                write_dists_repo(
+                    base,
+                    codename,
+                    docker_packages(suffix, codename),
+                    signers["docker"],
+                    work / f"docker-{codename}",
+                )
             (base / "gpg").write_bytes(signers["docker"].export(armor=True))
 
         distro_dir = staging / "distro-extras"
-        write_flat_repo(distro_dir, [kernel_headers_package()], signers["distro"],
-                        work / "distro", "llmops-harness", "Simulated distro extras")
+        write_flat_repo(
+            distro_dir,
+            [kernel_headers_package()],
+            signers["distro"],
+            work / "distro",
+            origin="llmops-harness",
+            label="Simulated distro extras",
+        )
         (distro_dir / "gpgkey").write_bytes(signers["distro"].export(armor=True))
 
         url = f"file://{mount_point}"
@@ -579,10 +862,17 @@ def write_vars(path: Path, variables: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=HERE.parent / "output" / "vendor-repo",
-                        help="where to write the repositories (default: %(default)s)")
-    parser.add_argument("--mount-point", default="/srv/vendor-repo",
-                        help="where test hosts see the output directory (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE.parent / "output" / "vendor-repo",
+        help="where to write the repositories (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mount-point",
+        default="/srv/vendor-repo",
+        help="where test hosts see the output directory (default: %(default)s)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     args = parser.parse_args()
 
@@ -599,8 +889,11 @@ def main() -> int:
     variables = build(args.out, args.mount_point)
     stamp.write_text(stamp_value + "\n")
     print(f"[vendor-repo] built {args.out}", file=sys.stderr)
-    for key in ("vendor_repo_cuda_key_fingerprint", "vendor_repo_nct_key_fingerprint",
-                "vendor_repo_docker_key_fingerprint"):
+    for key in (
+        "vendor_repo_cuda_key_fingerprint",
+        "vendor_repo_nct_key_fingerprint",
+        "vendor_repo_docker_key_fingerprint",
+    ):
         print(f"[vendor-repo]   {key} = {variables[key]}", file=sys.stderr)
     return 0
 

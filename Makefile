@@ -30,6 +30,7 @@ help: ## list the targets
 	  awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(VENV_STAMP): requirements-dev.txt
+	@tests/harness/system-deps.sh
 	@echo "[venv] creating $(VENV) from requirements-dev.txt"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -51,6 +52,7 @@ unit: venv ## unit tests (pytest, tests/unit)
 
 .PHONY: harness
 harness: venv ## Docker engine, test images, simulated vendor repositories
+	tests/harness/system-deps.sh
 	tests/harness/docker-up.sh
 	tests/harness/build-image.sh 12
 	tests/harness/build-image.sh 13

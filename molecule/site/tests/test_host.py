@@ -11,8 +11,9 @@ import pytest
 testinfra_hosts = ["all"]
 
 VENDOR_VARS = json.loads(
-    (Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "tests/output/vendor-repo/vendor-vars.json")
-    .read_text()
+    (
+        Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "tests/output/vendor-repo/vendor-vars.json"
+    ).read_text()
 )
 
 

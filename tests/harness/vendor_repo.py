@@ -845,9 +845,22 @@ def build(out: Path, mount_point: str) -> dict:
         shutil.copytree(staging, tmp_out)
         write_vars(tmp_out / "vendor-vars.yml", variables)
         (tmp_out / "vendor-vars.json").write_text(json.dumps(variables, indent=2) + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        tmp_out.rename(out)
+        replace_contents(out, tmp_out)
         return variables
+
+
+def replace_contents(out: Path, staged: Path) -> None:
+    """Swap in the new build while keeping `out` itself: running test hosts bind-mount it, and a
+    replaced directory would leave them looking at the deleted one."""
+    out.mkdir(parents=True, exist_ok=True)
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    for child in staged.iterdir():
+        child.rename(out / child.name)
+    staged.rmdir()
 
 
 def write_vars(path: Path, variables: dict) -> None:

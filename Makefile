@@ -45,6 +45,7 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	ruff format --check .
 	yamllint --strict .
 	ansible-lint
+	python tools/role_docs.py --check
 
 .PHONY: unit
 unit: venv ## unit tests (pytest, tests/unit)

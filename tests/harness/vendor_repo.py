@@ -665,6 +665,24 @@ class Signer:
         run([*base, "--armor", "--detach-sign", "-o", f"{release}.gpg", release], env=self.env)
 
 
+def write_packages_index(index_dir: Path, cwd: Path, scan: str) -> None:
+    """Packages(.gz) in index_dir for the .debs under cwd/scan, paths as apt sees them."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    listing = run(["apt-ftparchive", "packages", scan], cwd=cwd, capture_output=True, text=True)
+    (index_dir / "Packages").write_text(listing.stdout)
+    run(["gzip", "-kf9n", "Packages"], cwd=index_dir)
+
+
+def write_signed_release(directory: Path, signer: Signer, fields: dict[str, str]) -> None:
+    """Release with these fields, InRelease and Release.gpg for the indexes below directory."""
+    options = [arg for key, value in fields.items()
+               for arg in ("-o", f"APT::FTPArchive::Release::{key}={value}")]  # fmt: skip
+    release = run(["apt-ftparchive", *options, "release", "."], cwd=directory,
+                  capture_output=True, text=True)  # fmt: skip
+    (directory / "Release").write_text(release.stdout)
+    signer.sign_release(directory)
+
+
 def write_flat_repo(
     directory: Path,
     packages: list[Package],
@@ -676,29 +694,10 @@ def write_flat_repo(
 ) -> None:
     for pkg in packages:
         build_deb(pkg, directory, workdir)
-    packages_text = run(
-        ["apt-ftparchive", "packages", "."], cwd=directory, capture_output=True, text=True
-    ).stdout
-    (directory / "Packages").write_text(packages_text)
-    run(["gzip", "-kf9n", "Packages"], cwd=directory)
-    release = run(
-        [
-            "apt-ftparchive",
-            "-o",
-            f"APT::FTPArchive::Release::Origin={origin}",
-            "-o",
-            f"APT::FTPArchive::Release::Label={label}",
-            "-o",
-            "APT::FTPArchive::Release::Architectures=amd64 all",
-            "release",
-            ".",
-        ],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-    ).stdout
-    (directory / "Release").write_text(release)
-    signer.sign_release(directory)
+    write_packages_index(directory, directory, ".")
+    write_signed_release(
+        directory, signer, {"Origin": origin, "Label": label, "Architectures": "amd64 all"}
+    )
 
 
 def write_dists_repo(
@@ -708,37 +707,19 @@ def write_dists_repo(
     for pkg in packages:
         build_deb(pkg, pool, workdir)
     dist = base / "dists" / codename
-    binary = dist / "stable" / "binary-amd64"
-    binary.mkdir(parents=True, exist_ok=True)
-    packages_text = run(
-        ["apt-ftparchive", "packages", f"pool/{codename}"], cwd=base, capture_output=True, text=True
-    ).stdout
-    (binary / "Packages").write_text(packages_text)
-    run(["gzip", "-kf9n", "Packages"], cwd=binary)
-    release = run(
-        [
-            "apt-ftparchive",
-            "-o",
-            "APT::FTPArchive::Release::Origin=Docker",
-            "-o",
-            "APT::FTPArchive::Release::Label=Docker CE",
-            "-o",
-            f"APT::FTPArchive::Release::Suite={codename}",
-            "-o",
-            f"APT::FTPArchive::Release::Codename={codename}",
-            "-o",
-            "APT::FTPArchive::Release::Architectures=amd64",
-            "-o",
-            "APT::FTPArchive::Release::Components=stable",
-            "release",
-            ".",
-        ],
-        cwd=dist,
-        capture_output=True,
-        text=True,
-    ).stdout
-    (dist / "Release").write_text(release)
-    signer.sign_release(dist)
+    write_packages_index(dist / "stable" / "binary-amd64", base, f"pool/{codename}")
+    write_signed_release(
+        dist,
+        signer,
+        {
+            "Origin": "Docker",
+            "Label": "Docker CE",
+            "Suite": codename,
+            "Codename": codename,
+            "Architectures": "amd64",
+            "Components": "stable",
+        },
+    )
 
 
 def build(out: Path, mount_point: str) -> dict:

@@ -18,6 +18,9 @@ dependency shapes (facts: ../shared/facts/nvidia-stack.md) and small, honest pay
   containerd.io whose dependencies pull Debian's real docker.io and containerd.
 * A simulated distro extra: `linux-headers-<running kernel>`, which every real distro archive has
   for its own kernels but Debian's archive cannot have for this machine's kernel.
+* A Debian mirror subset per release (`debian/<codename>`, flat): the packages the roles install
+  from the distribution's archive (DEBIAN_MIRROR_GROUPS) and their dependencies, downloaded once
+  from Debian and re-signed with the distro-extras key, so that test hosts need no network.
 
 Each repository is signed with its own throwaway key generated at build time. The output
 directory gets `vendor-vars.yml`: the file:// URLs, key URLs and fingerprints that scenarios pass
@@ -64,6 +67,9 @@ CUDA_REPOS = {
 DOCKER_DISTS = {
     "debian": {"bookworm": ("debian.12", "12"), "trixie": ("debian.13", "13")},
 }
+
+# The Debian releases of the test images and their codenames (the Debian mirror subset's suites).
+DEBIAN_MIRROR_SUITES = {"12": "bookworm", "13": "trixie"}
 
 NVCC_BUILDS = {
     # release -> (V string, build date line, build id), as `nvcc --version` prints them
@@ -529,22 +535,10 @@ def docker_packages(suffix: str, codename: str) -> list[Package]:
 
 
 def debian_docker_io(release: str, cache: Path) -> Path:
-    """Debian's own docker.io .deb for a release, downloaded once inside that release's image."""
-    target = cache / f"docker.io-debian{release}"
-    debs = sorted(target.glob("docker.io_*.deb"))
-    if debs:
-        return debs[-1]
-    target.mkdir(parents=True, exist_ok=True)
-    run(
-        [
-            "docker", "run", "--rm", "-v", f"{target}:/out", f"llmops-test/debian:{release}",
-            "sh", "-ec", "apt-get update -qq && cd /out && apt-get download -qq docker.io",
-        ],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    debs = sorted(target.glob("docker.io_*.deb"))
+    """Debian's own docker.io .deb for a release, taken from the local Debian mirror's cache."""
+    debs = sorted(debian_mirror_debs(release, cache).glob("docker.io_*.deb"))
     if not debs:
-        sys.exit(f"vendor_repo: could not download Debian {release}'s docker.io")
+        sys.exit(f"vendor_repo: Debian {release}'s docker.io is not in the mirror cache")
     return debs[-1]
 
 
@@ -606,6 +600,75 @@ def kernel_headers_package() -> Package:
         },
         section="kernel",
     )
+
+
+# --- Debian mirror subset -------------------------------------------------------------------------
+
+# What the roles install from the distribution's own archive, one apt transaction per line (so
+# that alternatives such as docker.io and the repackaged docker-ce never meet). Test hosts see only
+# this subset and the vendor repositories: a role that needs a package missing here fails in the
+# tests with apt's "has no installation candidate" instead of quietly reaching the internet.
+DEBIAN_MIRROR_GROUPS = (
+    ("dkms", "build-essential", "initramfs-tools"),  # nvidia_driver: module build, nouveau off
+    ("docker.io",),  # docker_engine source distro; the simulated docker-ce's dependencies
+    ("containerd", "runc"),  # containerd.io stand-in
+    ("python3-docker",),  # Docker SDK for the vllm_container module and community.docker
+    ("rsync", "acl"),  # model_sync transfers; become_user to the unprivileged model owner
+    ("python3-venv", "python3-pip"),  # model_sync's huggingface_hub virtualenv
+    ("unattended-upgrades",),  # present on Ubuntu hosts; the driver role configures it
+)
+
+
+def image_id(release: str) -> str:
+    return run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", f"llmops-test/debian:{release}"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def debian_mirror_debs(release: str, cache: Path) -> Path:
+    """The .debs DEBIAN_MIRROR_GROUPS need on top of the test image of a release.
+
+    Resolved by apt inside that very image (download only, no recommends), so the set is exactly
+    what a role's apt transaction will ask for; cached by image and package list, because
+    another image (rebuilt base packages) can need other versions.
+    """
+    key = hashlib.sha256((image_id(release) + repr(DEBIAN_MIRROR_GROUPS)).encode()).hexdigest()[:16]
+    target = cache / f"debian{release}-mirror-{key}"
+    if (target / ".complete").is_file():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    installs = " && ".join(
+        "apt-get install -qq --download-only --no-install-recommends -o Dir::Cache::archives=/out "
+        + " ".join(group)
+        for group in DEBIAN_MIRROR_GROUPS
+    )
+    print(f"[vendor-repo] downloading Debian {release} packages for the mirror", file=sys.stderr)
+    run(
+        [
+            "docker", "run", "--rm", "-v", f"{target}:/out", f"llmops-test/debian:{release}",
+            "sh", "-ec", f"mkdir -p /out/partial && apt-get update -qq && {installs}"
+            " && rm -rf /out/partial /out/lock && chmod -R a+rX /out",
+        ],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    (target / ".complete").write_text(key + "\n")
+    return target
+
+
+def write_debian_mirror(directory: Path, debs: Path, signer: Signer, codename: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for deb in debs.glob("*.deb"):
+        os.link(deb, directory / deb.name)
+    write_packages_index(directory, directory, ".")
+    write_signed_release(
+        directory,
+        signer,
+        {"Origin": "Debian", "Label": f"Debian {codename} (harness subset)", "Suite": codename,
+         "Codename": codename, "Architectures": "amd64 all"},
+    )  # fmt: skip
 
 
 # --- repository assembly -------------------------------------------------------------------------
@@ -804,6 +867,13 @@ def build(out: Path, mount_point: str) -> dict:
             label="Simulated distro extras",
         )
         (distro_dir / "gpgkey").write_bytes(signers["distro"].export(armor=True))
+        for release, codename in DEBIAN_MIRROR_SUITES.items():
+            write_debian_mirror(
+                staging / "debian" / codename,
+                debian_mirror_debs(release, out.parent / "cache"),
+                signers["distro"],
+                codename,
+            )
 
         url = f"file://{mount_point}"
         variables = {
@@ -819,6 +889,7 @@ def build(out: Path, mount_point: str) -> dict:
             "vendor_repo_distro_extras_url": f"{url}/distro-extras",
             "vendor_repo_distro_extras_key_url": f"{url}/distro-extras/gpgkey",
             "vendor_repo_distro_extras_key_fingerprint": signers["distro"].fingerprint,
+            "vendor_repo_debian_mirror_url": f"{url}/debian",
             "vendor_repo_kernel_headers_package": f"linux-headers-{platform.release()}",
         }
         tmp_out = out.with_name(out.name + ".new")
@@ -875,7 +946,9 @@ def main() -> int:
             hint = " (Debian package apt-utils)" if tool == "apt-ftparchive" else ""
             sys.exit(f"vendor_repo: '{tool}' is required{hint}")
 
-    stamp_value = f"{recipe_hash()} {args.mount_point}"
+    # The Debian mirror subset is resolved against the test images: a rebuilt image rebuilds it.
+    images = " ".join(image_id(release)[7:19] for release in DEBIAN_MIRROR_SUITES)
+    stamp_value = f"{recipe_hash()} {args.mount_point} {images}"
     stamp = args.out / ".recipe"
     if not args.force and stamp.is_file() and stamp.read_text().strip() == stamp_value:
         print(f"[vendor-repo] {args.out} is up to date", file=sys.stderr)

@@ -1,0 +1,236 @@
+# Copyright: (c) 2026, llmops.gpu_serving contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Preflight of a vLLM deployment: will it fit, before anything is pulled or started.
+
+Private to llmops.gpu_serving (used by the vllm_preflight module); not a public API.
+
+The arithmetic is vllm_memory's (one implementation, shared with the vllm_memory_plan filter);
+this file adds what the host contributes: the model directory (config.json and the weight
+files), the GPUs nvidia-smi lists, and the policy (a concurrency target, autotuning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import (
+    GIB,
+    plan_memory,
+    smallest_fitting_gpu_memory_utilization,
+    suggest_fit,
+    weights_bytes_from_files,
+    weights_bytes_from_index,
+)
+
+# What CUDA reports as a card's total is less than nvidia-smi's memory.total: the driver and
+# firmware keep a reserve. Measured on the seed's cards: nvidia-smi 22528 MiB (22.00 GiB),
+# vLLM's log "total_gpu_memory (21.66GiB)" -> 0.34 GiB. Cards differ by a few hundred MiB;
+# vllm_server_gpu_memory_gib (the log's total_gpu_memory) makes the plan exact.
+DEFAULT_RESERVED_GIB = 0.34
+
+INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+class PreflightError(Exception):
+    """The deployment cannot be planned (missing files, too few GPUs); the message says why."""
+
+
+def read_model_dir(path: str) -> dict[str, Any]:
+    """config.json and the weight size of a model directory as vLLM would load it.
+
+    Returns ``config`` (dict), ``weights_bytes`` and ``weights_source`` (the index's
+    metadata.total_size, or the sum of the weight files).
+    """
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isdir(path):
+        raise PreflightError(f"model directory {path} does not exist: sync the model first")
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except FileNotFoundError as exc:
+        raise PreflightError(
+            f"{config_path} is missing: {path} is not a Hugging Face model directory"
+        ) from exc
+    except ValueError as exc:
+        raise PreflightError(f"{config_path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, Mapping):
+        raise PreflightError(f"{config_path} does not hold a JSON object")
+
+    index = None
+    for name in INDEX_FILES:
+        index_path = os.path.join(path, name)
+        if os.path.isfile(index_path):
+            try:
+                with open(index_path, encoding="utf-8") as handle:
+                    index = json.load(handle)
+            except ValueError as exc:
+                raise PreflightError(f"{index_path} is not valid JSON: {exc}") from exc
+            break
+
+    sizes: dict[str, int] = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            sizes[os.path.relpath(full, path)] = os.path.getsize(full)
+    from_files = weights_bytes_from_files(sizes, index if isinstance(index, Mapping) else None)
+    from_index = weights_bytes_from_index(index) if isinstance(index, Mapping) else None
+    if from_index:
+        weights_bytes, source = from_index, "index metadata.total_size"
+    elif from_files:
+        weights_bytes, source = from_files, "weight file sizes"
+    else:
+        raise PreflightError(
+            f"{path} holds no weight files (*.safetensors, *.bin, *.pt): the model is not "
+            "synced completely"
+        )
+    return {"config": dict(config), "weights_bytes": weights_bytes, "weights_source": source}
+
+
+def usable_gpu_memory_gib(
+    gpus: Sequence[Mapping[str, Any]],
+    tensor_parallel_size: int,
+    reserved_gib: float = DEFAULT_RESERVED_GIB,
+) -> float:
+    """What vLLM will see as total_gpu_memory on the smallest card the deployment uses."""
+    if not gpus:
+        raise PreflightError("nvidia-smi lists no GPUs")
+    if tensor_parallel_size > len(gpus):
+        raise PreflightError(
+            f"tensor_parallel_size {tensor_parallel_size} needs {tensor_parallel_size} GPUs, "
+            f"nvidia-smi lists {len(gpus)}"
+        )
+    totals = [gpu.get("memory_total_mib") for gpu in gpus]
+    if any(not isinstance(total, (int, float)) for total in totals):
+        raise PreflightError("nvidia-smi did not report memory.total for every GPU")
+    smallest_gib = min(totals) / 1024
+    return round(smallest_gib - reserved_gib, 2)
+
+
+def run_preflight(
+    model_config: Mapping[str, Any],
+    *,
+    weights_bytes: int,
+    gpu_memory_gib: float,
+    tensor_parallel_size: int,
+    dtype: str,
+    max_model_len: int | None,
+    block_size: int,
+    gpu_memory_utilization: float,
+    kv_cache_dtype: str = "auto",
+    max_num_batched_tokens: int | None = None,
+    swap_space_gib: float | None = None,
+    min_concurrency: float = 0.0,
+    autotune: bool = False,
+    autotune_max_gpu_memory_utilization: float = 0.95,
+) -> dict[str, Any]:
+    """Plan the deployment and decide: fits, autotuned, or does not fit (with the way out).
+
+    ``min_concurrency`` 0 means "one request of max_model_len", vLLM's own startup gate.
+    Autotuning first raises gpu_memory_utilization up to the cap (the context length the
+    operator asked for is kept), then lowers max_model_len. Returns ``fits``, ``message``,
+    ``plan`` (of the settings to use), ``settings`` (max_model_len, gpu_memory_utilization),
+    ``autotuned`` (what changed, or None) and ``suggestion``.
+    """
+    target = max(float(min_concurrency), 1.0)
+    common = {
+        "tensor_parallel_size": tensor_parallel_size,
+        "dtype": dtype,
+        "block_size": block_size,
+        "gpu_memory_gib": gpu_memory_gib,
+        "weights_bytes": weights_bytes,
+        "kv_cache_dtype": kv_cache_dtype,
+        "max_num_batched_tokens": max_num_batched_tokens,
+        "swap_space_gib": swap_space_gib,
+    }
+    requested = {"max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization}
+    fit = suggest_fit(model_config, min_concurrency=target, **common, **requested)
+    plan = fit["plan"]
+    settings = {
+        "max_model_len": plan["inputs"]["max_model_len"],
+        "gpu_memory_utilization": gpu_memory_utilization,
+    }
+    suggestion = {
+        "largest_fitting_max_model_len": fit["largest_fitting_max_model_len"],
+        "smallest_fitting_gpu_memory_utilization": fit["smallest_fitting_gpu_memory_utilization"],
+    }
+    result: dict[str, Any] = {
+        "fits": fit["fits"],
+        "message": fit["message"],
+        "plan": plan,
+        "requested": dict(settings),
+        "settings": settings,
+        "autotuned": None,
+        "suggestion": suggestion,
+        "min_concurrency": target,
+    }
+    if fit["fits"] or not autotune:
+        return result
+
+    utilization = smallest_fitting_gpu_memory_utilization(
+        model_config,
+        min_concurrency=target,
+        max_model_len=settings["max_model_len"],
+        gpu_memory_utilization=gpu_memory_utilization,
+        **common,
+    )
+    if utilization is not None and utilization <= autotune_max_gpu_memory_utilization:
+        chosen = {"gpu_memory_utilization": utilization}
+        reason = (
+            f"gpu_memory_utilization {gpu_memory_utilization:g} -> {utilization:g} (cap "
+            f"{autotune_max_gpu_memory_utilization:g}) keeps max_model_len "
+            f"{settings['max_model_len']} at {target:g}x concurrency"
+        )
+    elif fit["largest_fitting_max_model_len"] >= block_size:
+        longest = fit["largest_fitting_max_model_len"]
+        chosen = {"max_model_len": longest}
+        reason = (
+            f"max_model_len {settings['max_model_len']} -> {longest}: the largest that holds "
+            f"{target:g} requests at gpu_memory_utilization {gpu_memory_utilization:g} "
+            f"(raising it to fit would exceed the cap {autotune_max_gpu_memory_utilization:g})"
+        )
+    else:
+        result["message"] += "; autotune found no setting that fits"
+        return result
+
+    settings.update(chosen)
+    tuned = plan_memory(model_config, **common, **settings)
+    result.update(
+        fits=tuned["fits"] and tuned["kv_cache_tokens"] >= target * settings["max_model_len"],
+        plan=tuned,
+        autotuned={"changed": chosen, "reason": reason},
+        message=(
+            f"autotuned: {reason}; {tuned['kv_cache_tokens']} KV tokens per GPU "
+            f"({tuned['kv_cache_gib']:.2f} GiB, {tuned['max_concurrency']:.2f}x)"
+        ),
+    )
+    return result
+
+
+def compare_with_report(plan: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
+    """Plan and vLLM's reported figures side by side, with the prediction error in percent.
+
+    ``report`` is vllm_logs.parse_memory_report's dict. Figures either side lacks are None.
+    """
+    rows = {}
+    for key in ("kv_cache_gib", "weights_gib", "gpu_blocks", "kv_cache_tokens", "max_concurrency"):
+        predicted = plan.get(key)
+        measured = report.get(key)
+        error = None
+        if isinstance(predicted, (int, float)) and isinstance(measured, (int, float)) and measured:
+            error = round((predicted - measured) / measured * 100, 1)
+        rows[key] = {"planned": predicted, "reported": measured, "error_pct": error}
+    return rows
+
+
+__all__ = [
+    "DEFAULT_RESERVED_GIB",
+    "GIB",
+    "PreflightError",
+    "compare_with_report",
+    "read_model_dir",
+    "run_preflight",
+    "usable_gpu_memory_gib",
+]

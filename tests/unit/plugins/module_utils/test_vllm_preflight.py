@@ -1,0 +1,184 @@
+"""Preflight: the model directory, the GPUs and the fit decision (seed figures from facts/vllm.md).
+
+The seed: Qwen3-30B-A3B (config fixture), TP 4, fp16, block 32, 0.93 of 4 x 22528 MiB cards that
+vLLM sees as 21.66 GiB; vLLM reported 4.30 GiB KV cache, 5867 blocks, 5.73x for 32768 tokens.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_preflight import (
+    PreflightError,
+    compare_with_report,
+    read_model_dir,
+    run_preflight,
+    usable_gpu_memory_gib,
+)
+
+CONFIGS = Path(__file__).resolve().parents[3] / "fixtures" / "model_configs"
+QWEN = json.loads((CONFIGS / "qwen3-30b-a3b.json").read_text())
+QWEN_WEIGHTS = 61_064_245_248  # metadata.total_size of Qwen/Qwen3-30B-A3B's index
+SEED_GPUS = [{"index": i, "memory_total_mib": 22528} for i in range(4)]
+SEED = {
+    "weights_bytes": QWEN_WEIGHTS,
+    "gpu_memory_gib": 21.66,
+    "tensor_parallel_size": 4,
+    "dtype": "half",
+    "max_model_len": 32768,
+    "block_size": 32,
+    "gpu_memory_utilization": 0.93,
+    "max_num_batched_tokens": 4096,
+    "swap_space_gib": 16,
+}
+
+
+def test_seed_gpus_give_vllms_total_memory():
+    assert usable_gpu_memory_gib(SEED_GPUS, 4) == 21.66
+
+
+def test_smallest_card_bounds_the_budget():
+    gpus = [{"memory_total_mib": 81559}, {"memory_total_mib": 40960}]
+    assert usable_gpu_memory_gib(gpus, 2, reserved_gib=0.0) == 40.0
+
+
+@pytest.mark.parametrize(
+    ("gpus", "tp", "message"),
+    [
+        ([], 1, "lists no GPUs"),
+        (SEED_GPUS[:2], 4, "tensor_parallel_size 4 needs 4 GPUs, nvidia-smi lists 2"),
+        ([{"memory_total_mib": None}], 1, "memory.total"),
+    ],
+)
+def test_gpu_problems_are_named(gpus, tp, message):
+    with pytest.raises(PreflightError, match=message):
+        usable_gpu_memory_gib(gpus, tp)
+
+
+def test_seed_fits_within_one_percent_of_what_vllm_reported():
+    result = run_preflight(QWEN, **SEED)
+    assert result["fits"] is True
+    assert result["autotuned"] is None
+    plan = result["plan"]
+    assert plan["kv_cache_gib"] == pytest.approx(4.30, abs=0.05)
+    assert plan["gpu_blocks"] == pytest.approx(5867, rel=0.01)
+    assert plan["max_concurrency"] == pytest.approx(5.73, rel=0.01)
+    assert plan["cpu_blocks"] == 21845
+    assert result["settings"] == {"max_model_len": 32768, "gpu_memory_utilization": 0.93}
+    assert result["message"].startswith("fits: ")
+
+
+def test_concurrency_target_above_what_fits_fails_with_the_way_out():
+    result = run_preflight(QWEN, **SEED, min_concurrency=8)
+    assert result["fits"] is False
+    longest = result["suggestion"]["largest_fitting_max_model_len"]
+    assert 20000 < longest < 32768
+    assert f"max_model_len {longest}" in result["message"]
+    # 8 x 32768 tokens need 6 GiB of KV cache beside 15.9 GiB of weights and overhead: no
+    # utilization of a 21.66 GiB card gives that, and the message does not pretend otherwise.
+    assert result["suggestion"]["smallest_fitting_gpu_memory_utilization"] is None
+    assert "gpu_memory_utilization" not in result["message"]
+
+
+def test_a_higher_utilization_is_offered_when_one_exists():
+    result = run_preflight(QWEN, **SEED, min_concurrency=6)
+    assert result["fits"] is False
+    utilization = result["suggestion"]["smallest_fitting_gpu_memory_utilization"]
+    assert 0.93 < utilization <= 1.0
+    assert f"gpu_memory_utilization {utilization:.2f}" in result["message"]
+
+
+def test_autotune_raises_utilization_within_the_cap_first():
+    # 6 x 32768 needs a little more than the seed's 5.76x: a higher utilization gives it.
+    result = run_preflight(QWEN, **SEED, min_concurrency=6, autotune=True)
+    assert result["fits"] is True
+    assert set(result["autotuned"]["changed"]) == {"gpu_memory_utilization"}
+    chosen = result["settings"]["gpu_memory_utilization"]
+    assert 0.93 < chosen <= 0.95
+    assert result["settings"]["max_model_len"] == 32768
+    assert result["plan"]["max_concurrency"] >= 6
+    assert result["message"].startswith("autotuned: gpu_memory_utilization 0.93 -> ")
+
+
+def test_autotune_shortens_the_context_when_the_cap_is_not_enough():
+    result = run_preflight(QWEN, **SEED, min_concurrency=12, autotune=True)
+    assert result["fits"] is True
+    assert set(result["autotuned"]["changed"]) == {"max_model_len"}
+    length = result["settings"]["max_model_len"]
+    assert result["plan"]["kv_cache_tokens"] >= 12 * length
+    assert result["plan"]["kv_cache_tokens"] < 12 * (length + 32)
+    assert result["settings"]["gpu_memory_utilization"] == 0.93
+    assert "max_model_len 32768 -> " in result["autotuned"]["reason"]
+
+
+def test_weights_larger_than_the_cards_cannot_be_autotuned():
+    small = dict(SEED, gpu_memory_gib=15.0)
+    result = run_preflight(QWEN, **small, autotune=True)
+    assert result["fits"] is False
+    assert result["message"].startswith("does not fit: ")
+    assert result["message"].endswith("autotune found no setting that fits")
+
+
+def make_model(path: Path, files: dict[str, bytes], config: dict | None = QWEN) -> Path:
+    path.mkdir()
+    if config is not None:
+        (path / "config.json").write_text(json.dumps(config))
+    for name, content in files.items():
+        (path / name).write_bytes(content)
+    return path
+
+
+def test_model_dir_prefers_the_index_total(tmp_path):
+    index = {"metadata": {"total_size": 123456}, "weight_map": {"a": "model-00001.safetensors"}}
+    model = make_model(
+        tmp_path / "m",
+        {
+            "model-00001.safetensors": b"x" * 10,
+            "model.safetensors.index.json": json.dumps(index).encode(),
+        },
+    )
+    read = read_model_dir(str(model))
+    assert read["weights_bytes"] == 123456
+    assert read["weights_source"] == "index metadata.total_size"
+    assert read["config"]["num_key_value_heads"] == 4
+
+
+def test_model_dir_without_index_sums_safetensors_over_bin(tmp_path):
+    model = make_model(
+        tmp_path / "m",
+        {"model.safetensors": b"x" * 100, "pytorch_model.bin": b"x" * 90, "README.md": b"x"},
+    )
+    read = read_model_dir(str(model))
+    assert read["weights_bytes"] == 100
+    assert read["weights_source"] == "weight file sizes"
+
+
+@pytest.mark.parametrize(
+    ("files", "config", "message"),
+    [
+        ({"model.safetensors": b"x"}, None, "config.json is missing"),
+        ({}, QWEN, "holds no weight files"),
+        ({"model.safetensors.index.json": b"{", "model.safetensors": b"x"}, QWEN, "not valid JSON"),
+    ],
+)
+def test_model_dir_problems_are_named(tmp_path, files, config, message):
+    model = make_model(tmp_path / "m", files, config)
+    with pytest.raises(PreflightError, match=message):
+        read_model_dir(str(model))
+
+
+def test_missing_model_dir_says_sync_first(tmp_path):
+    with pytest.raises(PreflightError, match="sync the model first"):
+        read_model_dir(str(tmp_path / "absent"))
+
+
+def test_plan_and_report_side_by_side():
+    plan = run_preflight(QWEN, **SEED)["plan"]
+    report = {"kv_cache_gib": 4.30, "weights_gib": 14.25, "gpu_blocks": 5867,
+              "kv_cache_tokens": 187744, "max_concurrency": 5.73}  # fmt: skip
+    rows = compare_with_report(plan, report)
+    assert rows["gpu_blocks"]["reported"] == 5867
+    assert abs(rows["gpu_blocks"]["error_pct"]) < 1.0
+    assert abs(rows["kv_cache_gib"]["error_pct"]) < 1.0
+    assert compare_with_report(plan, {"kv_cache_gib": None})["kv_cache_gib"]["error_pct"] is None

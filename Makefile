@@ -58,6 +58,7 @@ harness: venv ## Docker engine, test images, simulated vendor repositories
 	tests/harness/build-image.sh 12
 	tests/harness/build-image.sh 13
 	python tests/harness/vendor_repo.py
+	python tests/harness/synthetic_model.py
 	cp tests/output/vendor-repo/vendor-vars.yml inventories/sandbox/group_vars/all/vendor_repo_generated.yml
 
 .PHONY: integration

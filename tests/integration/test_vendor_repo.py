@@ -104,8 +104,11 @@ def host(request, vendor_vars):
             "nct": "file:/srv/vendor-repo/libnvidia-container/stable/deb/amd64 /",
             "docker": f"file:/srv/vendor-repo/docker/linux/debian {cfg['codename']} stable",
             "extras": "file:/srv/vendor-repo/distro-extras /",
+            "debian": f"file:/srv/vendor-repo/debian/{cfg['codename']} /",
         }
         script = []
+        # The Debian mirror subset is signed with the distro extras key.
+        keys["debian"] = keys["extras"]
         for key, path in keys.items():
             keyring = f"/usr/share/keyrings/sim-{key}.gpg"
             script.append(f"gpg --dearmor < {path} > {keyring}")
@@ -113,7 +116,7 @@ def host(request, vendor_vars):
                 f"echo 'deb [signed-by={keyring}] {sources[key]}' > "
                 f"/etc/apt/sources.list.d/sim-{key}.list"
             )
-        # Only the simulated repositories: the tests must not depend on Debian's mirror.
+        # Only the harness's repositories: the tests must not depend on Debian's servers.
         script.append("mv /etc/apt/sources.list /etc/apt/sources.list.debian")
         script.append("apt-get update -qq")
         box.sh("\n".join(script))
@@ -247,9 +250,8 @@ def test_docker_ce_versions_carry_epoch_and_distro_suffix(host):
     madison = host.sh("apt-cache madison docker-ce").stdout
     suffix = "debian.12" if codename == "bookworm" else "debian.13"
     assert f"5:27.5.1-1~{suffix}~{codename}" in madison
-    # docker-ce is Debian's engine repackaged: its dependencies come from Debian's archive, and it
-    # replaces docker.io as the real docker-ce does.
-    host.sh("mv /etc/apt/sources.list.debian /etc/apt/sources.list && apt-get update -qq")
+    # docker-ce is Debian's engine repackaged: its dependencies come from the Debian mirror
+    # subset, and it replaces docker.io as the real docker-ce does.
     plan = host.sh(
         f"apt-get install -s -y docker-ce=5:27.5.1-1~{suffix}~{codename} "
         f"docker-ce-cli=5:27.5.1-1~{suffix}~{codename} containerd.io"
@@ -264,3 +266,21 @@ def test_docker_ce_versions_carry_epoch_and_distro_suffix(host):
 def test_kernel_headers_for_the_running_kernel(host, vendor_vars):
     package = vendor_vars["vendor_repo_kernel_headers_package"]
     assert host.sh(f"apt-cache show {package}").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "packages",
+    [
+        "dkms build-essential initramfs-tools",
+        "docker.io",
+        "python3-docker",
+        "rsync acl",
+        "python3-venv python3-pip",
+    ],
+)
+def test_debian_mirror_subset_serves_what_the_roles_install(host, packages):
+    # The test hosts see no Debian server: every package a role takes from the distribution
+    # must resolve, with its dependencies, from the harness's subset.
+    plan = host.sh(f"apt-get install -s -y --no-install-recommends {packages}")
+    for package in packages.split():
+        assert re.search(rf"^Inst {re.escape(package)} ", plan.stdout, re.MULTILINE), plan.stdout

@@ -44,6 +44,7 @@ up() {
       --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
       -v "$name-docker:/var/lib/docker" \
       -v "$repo_root/tests/output/vendor-repo:/srv/vendor-repo:ro" \
+      -v "$repo_root/tests/output/models:/srv/model-source:ro" \
       -p "127.0.0.1:$port:8000" \
       --restart unless-stopped \
       "$image" >/dev/null

@@ -1,0 +1,392 @@
+"""llmops.gpu_serving.vllm_container against the real Docker engine, through ansible-playbook.
+
+The image is the stand-in vLLM server (tests/harness/standin-vllm, built by
+tests/harness/build-standin-vllm.sh): it parses vLLM's command line for its version, replays
+real vLLM startup logs and serves the OpenAI endpoints. STANDIN_SPEED shortens the replay's
+real timing. Containers publish on 127.0.0.1 only, have unique names, and are removed after
+each test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "llmops-test/vllm-openai"
+SPEED = "120"
+PREVIOUS_SUFFIX = "-llmops-previous"
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def standin_images():
+    subprocess.run([str(REPO_ROOT / "tests/harness/build-standin-vllm.sh")], check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    path = tmp_path / "qwen3-30b-a3b"
+    path.mkdir()
+    (path / "config.json").write_text('{"architectures": ["Qwen3MoeForCausalLM"]}\n')
+    return path
+
+
+@pytest.fixture
+def name():
+    value = f"llmops-vllm-it-{uuid.uuid4().hex[:8]}"
+    yield value
+    for candidate in (value, value + PREVIOUS_SUFFIX):
+        docker("rm", "-f", candidate, check=False)
+
+
+@pytest.fixture
+def seed(name, model_dir):
+    """The seed deployment's options, on the stand-in and this machine's limits."""
+    return {
+        "name": name,
+        "image": f"{IMAGE}:v0.8.5",
+        "pull": "never",
+        # No GPU and no nvidia runtime here; the role passes runtime nvidia and gpus all.
+        "gpus": "",
+        "model_host_path": str(model_dir),
+        "model_container_path": "/qwen/qwen3-30b-a3b",
+        "port": free_port(),
+        "bind_address": "127.0.0.1",
+        "cpuset_cpus": "0",
+        # The seed's memlock=-1 needs CAP_SYS_RESOURCE, which this machine's dockerd lacks.
+        "ulimits": {"memlock": 65536, "stack": 67108864},
+        "ipc_mode": "host",
+        "restart_policy": "always",
+        "stop_timeout": 5,
+        "env": {"STANDIN_SPEED": SPEED},
+        "served_model_name": ["coder"],
+        "tensor_parallel_size": 4,
+        "dtype": "half",
+        "max_model_len": 32768,
+        "max_num_batched_tokens": 4096,
+        "gpu_memory_utilization": 0.93,
+        "block_size": 32,
+        "enable_chunked_prefill": True,
+        "swap_space": 16,
+        "tokenizer_pool_size": 56,
+        "disable_custom_all_reduce": True,
+        "host_cuda_version": "12.4",
+        "host_driver_version": "550.144.03",
+        "ready_timeout": 60,
+    }
+
+
+def run_module(tmp_path: Path, params: dict, *flags: str) -> tuple[dict, float]:
+    """Run the module once through ansible-playbook; return (its result, wall seconds)."""
+    playbook = tmp_path / f"play-{uuid.uuid4().hex[:6]}.yml"
+    task = {"name": "Run vllm_container", "llmops.gpu_serving.vllm_container": params}
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
+    playbook.write_text(json.dumps(play))
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_NOCOLOR="true",
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+            *flags,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    elapsed = time.monotonic() - started
+    try:
+        output = json.loads(done.stdout)
+    except ValueError:
+        pytest.fail(f"ansible-playbook printed no JSON:\n{done.stdout}\n{done.stderr}")
+    result = output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result, elapsed
+
+
+def warnings_of(result: dict) -> list[str]:
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+
+
+def container_id(name: str) -> str | None:
+    done = docker("inspect", "-f", "{{.Id}}", name, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def container_status(name: str) -> str | None:
+    done = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def http(port: int, path: str, body: dict | None = None, key: str | None = None):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_check_create_idempotent_change(tmp_path, seed, name):
+    # Check mode on a fresh host: a change is reported, nothing is created.
+    result, _ = run_module(tmp_path, seed, "--check", "--diff")
+    assert result["changed"] is True
+    assert container_id(name) is None
+    assert result["diff"]["after"]["restart_policy"] == "always"
+
+    result, _ = run_module(tmp_path, seed)
+    assert not result.get("failed"), result["msg"]
+    assert result["changed"] is True
+    first = result["container"]["id"]
+    assert result["container"]["status"] == "running"
+    # The seed's command line, flag for flag, for vLLM 0.8.5 (read from the image's label).
+    assert result["image"]["vllm_version"] == "0.8.5"
+    assert json.loads(docker("inspect", "-f", "{{json .Config.Cmd}}", name).stdout) == shlex.split(
+        "--model /qwen/qwen3-30b-a3b --served-model-name coder --tensor-parallel-size 4 "
+        "--dtype half --max-model-len 32768 --max-num-batched-tokens 4096 "
+        "--gpu-memory-utilization 0.93 --block-size 32 --enable-chunked-prefill "
+        "--swap-space 16 --tokenizer-pool-size 56 --disable-custom-all-reduce"
+    )
+    memory = result["memory"]
+    assert memory["engine"] == "v0"
+    assert memory["kv_cache_gib"] == 4.3
+    assert memory["weights_gib"] == 14.25
+    assert memory["gpu_blocks"] == 5867
+    assert memory["cpu_blocks"] == 21845
+    assert memory["kv_cache_tokens"] == 187744
+    assert memory["max_concurrency"] == 5.73
+    assert [rank["kv_cache_gib"] for rank in memory["ranks"]] == [4.3, 5.47]
+    assert result["metrics"]["num_gpu_blocks"] == "5867"
+    assert result["metrics_mismatches"] == []
+    assert result["ready_seconds"] > 0
+    status, body = http(
+        seed["port"],
+        "/v1/chat/completions",
+        {"model": "coder", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200
+    assert json.loads(body)["choices"][0]["message"]["content"]
+
+    result, _ = run_module(tmp_path, seed)
+    assert result["changed"] is False
+    assert result["container"]["id"] == first
+    assert result["memory"]["kv_cache_gib"] == 4.3
+
+    result, _ = run_module(tmp_path, seed, "--check")
+    assert result["changed"] is False
+
+    changed = dict(
+        seed, max_num_batched_tokens=2048, env={"STANDIN_SPEED": SPEED, "HF_TOKEN": "hf_x"}
+    )
+    result, _ = run_module(tmp_path, changed, "--check", "--diff")
+    assert result["changed"] is True
+    assert result["changes"] == ["command", "env"]
+    assert result["diff"]["after"]["env"]["HF_TOKEN"] == "********"
+    assert container_id(name) == first
+
+    result, _ = run_module(tmp_path, changed, "--diff")
+    assert not result.get("failed"), result["msg"]
+    assert result["changed"] is True
+    assert result["container"]["id"] != first
+    assert "2048" in result["diff"]["after"]["command"]
+    assert container_id(name + PREVIOUS_SUFFIX) is None
+    assert container_id(first) is None
+
+
+def test_failed_change_is_classified_fast_and_rolled_back(tmp_path, seed, name):
+    result, _ = run_module(tmp_path, seed)
+    assert not result.get("failed"), result["msg"]
+    good = result["container"]["id"]
+
+    bad = dict(seed, env={"STANDIN_SPEED": SPEED, "STANDIN_SCENARIO": "kv_cache_too_small"})
+    result, _ = run_module(tmp_path, bad)
+    assert result["failed"] is True
+    assert result["kind"] == "kv_cache_too_small"
+    assert "larger than the available KV cache memory (28.57 GiB)" in result["proof"][0]
+    # The fatal line ended the wait: the container exited right after it, long before the
+    # 60 s ready_timeout.
+    timings = result["timings"]
+    assert timings["seconds"] < 10
+    assert result["rolled_back"] is True
+    assert result["rollback"]["ready"] is True
+    assert result["container"]["id"] == good
+    assert container_id(name) == good
+    assert container_status(name) == "running"
+    assert container_id(name + PREVIOUS_SUFFIX) is None
+    assert http(seed["port"], "/health")[0] == 200
+    # The restored container keeps its restart policy.
+    assert (
+        docker("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", name).stdout.strip()
+        == "always"
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("cuda_oom", {}, "cuda_oom"),
+        ("nccl", {}, "nccl"),
+        ("gpu_memory_busy", {}, "gpu_memory_busy"),
+        ("crash", {}, "engine_failed"),
+        (
+            "v0_success",
+            {"model_container_path": "/qwen/missing", "model_host_path": None},
+            "model_not_found",
+        ),
+        ("v0_success", {"extra_args": ["--bogus-flag", "1"]}, "bad_argument"),
+    ],
+    ids=["cuda_oom", "nccl", "gpu_memory_busy", "crash", "model_not_found", "bad_argument"],
+)
+def test_fresh_failure_is_classified_and_removed(tmp_path, seed, name, case):
+    scenario, extra, kind = case
+    params = dict(seed, env={"STANDIN_SPEED": SPEED, "STANDIN_SCENARIO": scenario}, **extra)
+    result, _ = run_module(tmp_path, params)
+    assert result["failed"] is True
+    assert result["kind"] == kind, result["msg"]
+    assert result["reason"] == "exited"
+    if kind != "engine_failed":
+        assert result["proof"]
+    assert "no previous one to restore" in result["msg"]
+    assert container_id(name) is None
+
+
+def test_ready_timeout_and_rollback_off(tmp_path, seed, name):
+    params = dict(
+        seed,
+        env={"STANDIN_SPEED": SPEED, "STANDIN_SCENARIO": "slow"},
+        ready_timeout=3,
+        rollback=False,
+    )
+    result, elapsed = run_module(tmp_path, params)
+    assert result["failed"] is True
+    assert result["kind"] == "ready_timeout"
+    assert elapsed < 30
+    # rollback off: the failed container is kept, stopped, for inspection.
+    assert container_status(name) == "exited"
+
+
+def test_stopped_and_absent(tmp_path, seed, name):
+    result, _ = run_module(tmp_path, seed)
+    assert not result.get("failed"), result["msg"]
+    result, _ = run_module(tmp_path, dict(seed, state="stopped"))
+    assert result["changed"] is True
+    assert container_status(name) == "exited"
+    result, _ = run_module(tmp_path, dict(seed, state="stopped"))
+    assert result["changed"] is False
+    result, _ = run_module(tmp_path, {"name": name, "state": "absent"}, "--check")
+    assert result["changed"] is True
+    assert container_id(name) is not None
+    result, _ = run_module(tmp_path, {"name": name, "state": "absent"})
+    assert result["changed"] is True
+    assert container_id(name) is None
+    result, _ = run_module(tmp_path, {"name": name, "state": "absent"})
+    assert result["changed"] is False
+
+
+def test_cuda_floor_refusal(tmp_path, seed, name):
+    result, _ = run_module(tmp_path, dict(seed, image=f"{IMAGE}:v0.9.0"))
+    assert result["failed"] is True
+    assert result["kind"] == "cuda_driver"
+    assert "needs CUDA 12.8" in result["msg"]
+    assert "550.144.03 supports CUDA 12.4" in result["msg"]
+    # The forward-compatibility exception of the 550 branch is for data-centre brands only.
+    assert "set host_gpu_brand" in result["msg"]
+    result, _ = run_module(tmp_path, dict(seed, image=f"{IMAGE}:v0.9.0", host_gpu_brand="geforce"))
+    assert result["failed"] is True
+    assert "supports only CUDA 12.4; geforce is not among the brands" in result["msg"]
+    assert container_id(name) is None
+
+
+def test_removed_flags_on_a_newer_image(tmp_path, seed, name):
+    newer = dict(
+        seed, image=f"{IMAGE}:v0.10.1.1", host_cuda_version="12.8", host_driver_version="570.124.06"
+    )
+    # What passing the flag blind does: the image's own parser refuses it and exits 2.
+    blind = docker("run", "--rm", newer["image"], "/m", "--tokenizer-pool-size", "56", check=False)
+    assert blind.returncode == 2
+    assert "vllm: error: unrecognized arguments: --tokenizer-pool-size 56" in blind.stderr
+
+    result, _ = run_module(tmp_path, dict(newer, on_unsupported_flag="fail"))
+    assert result["failed"] is True
+    assert "--tokenizer-pool-size was removed in vLLM 0.10.0" in result["msg"]
+    assert container_id(name) is None
+
+    result, _ = run_module(tmp_path, newer)
+    assert not result.get("failed"), result["msg"]
+    assert result["image"]["entrypoint_style"] == "serve"
+    assert result["image"]["vllm_version_source"] == "image tag"
+    assert [item["flag"] for item in result["dropped_flags"]] == ["--tokenizer-pool-size"]
+    assert any("dropped --tokenizer-pool-size" in text for text in warnings_of(result))
+    assert result["args"][0] == "/qwen/qwen3-30b-a3b"
+    assert "--swap-space" in result["args"]
+    # The V1 log of 0.10.1.1: 5.01 GiB of KV cache, 93,872 tokens.
+    assert result["memory"]["engine"] == "v1"
+    assert result["memory"]["kv_cache_gib"] == 5.01
+    assert result["memory"]["kv_cache_tokens"] == 93872
+
+
+def test_budget_floor_fail_and_warn(tmp_path, seed, name):
+    strict = dict(seed, expect={"min_kv_cache_gib": 5.0, "min_max_concurrency": 5.0})
+    result, _ = run_module(tmp_path, strict)
+    assert result["failed"] is True
+    assert result["kind"] == "budget_violation"
+    assert "kv_cache_gib 4.3 is below the floor min_kv_cache_gib=5.0" in result["msg"]
+    assert any("KV Cache is 4.30GiB" in line for line in result["proof"])
+    assert container_id(name) is None
+
+    result, _ = run_module(tmp_path, dict(strict, on_budget_violation="warn"))
+    assert not result.get("failed"), result["msg"]
+    assert [item["expect"] for item in result["budget"]["violations"]] == ["min_kv_cache_gib"]
+    assert any("below the floor" in text for text in warnings_of(result))
+    assert container_status(name) == "running"
+
+
+def test_api_key_protects_the_endpoint(tmp_path, seed, name):
+    result, _ = run_module(tmp_path, dict(seed, api_key="s3cret-key"))
+    assert not result.get("failed"), result["msg"]
+    assert "s3cret-key" not in json.dumps(result)
+    assert result["args"][-2:] == ["--api-key", "********"]
+    chat = {"model": "coder", "messages": [{"role": "user", "content": "hello"}]}
+    assert http(seed["port"], "/v1/chat/completions", chat)[0] == 401
+    assert http(seed["port"], "/v1/chat/completions", chat, key="s3cret-key")[0] == 200

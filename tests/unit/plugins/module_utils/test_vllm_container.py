@@ -1,0 +1,368 @@
+"""Desired-vs-actual container comparison, validation, budget and /metrics cross-checks.
+
+The actual side is real ``docker inspect`` output (tests/fixtures/docker_inspect, see its
+SOURCES.md): the stand-in image run with the seed's flags by this module on Docker 20.10.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container import (
+    MANAGED_LABEL,
+    actual_spec,
+    check_budget,
+    check_tensor_parallel_size,
+    compare_plan,
+    compare_specs,
+    desired_spec,
+    display_spec,
+    image_env,
+    models_listed,
+    parse_cache_config_info,
+    parse_gpus,
+    parse_size,
+    parse_ulimits,
+    probe_address,
+    reconcile_metrics,
+    validate_options,
+    visible_gpu_count,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
+    parse_memory_report,
+)
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+CONTAINER = json.loads(
+    (FIXTURES / "docker_inspect" / "container_standin_seed_flags.json").read_text()
+)
+IMAGE = json.loads((FIXTURES / "docker_inspect" / "image_standin_v0.8.5.json").read_text())
+METRICS = (FIXTURES / "docker_inspect" / "metrics_standin_v0.8.5.txt").read_text()
+SEED_LOG = (FIXTURES / "vllm_logs" / "v0_0.8.5_tp4_seed_success.log").read_text()
+
+# The options that created the captured container.
+PARAMS = {
+    "name": "vt-coder",
+    "state": "started",
+    "image": "llmops-test/vllm-openai:v0.8.5",
+    "gpus": "",
+    "model_host_path": "/tmp/m1",
+    "model_container_path": "/qwen/qwen3-30b-a3b",
+    "model_read_only": False,
+    "port": 18124,
+    "container_port": 8000,
+    "bind_address": "127.0.0.1",
+    "cpuset_cpus": "0-1",
+    "ulimits": {"memlock": 8388608, "stack": 67108864},
+    "ipc_mode": "host",
+    "shm_size": None,
+    "restart_policy": "always",
+    "runtime": None,
+    "env": {"STANDIN_SPEED": "20"},
+    "labels": None,
+}
+
+
+def seed_args() -> list[str]:
+    return list(CONTAINER["Config"]["Cmd"])
+
+
+def desired(**changes):
+    params = dict(PARAMS, **changes)
+    return desired_spec(params, seed_args(), IMAGE["Id"])
+
+
+def test_captured_container_matches_the_options_that_made_it():
+    match, diff = compare_specs(desired(), actual_spec(CONTAINER, IMAGE), image_env(IMAGE))
+    assert match, diff
+    assert diff == {"before": {}, "after": {}, "changed": []}
+
+
+def test_engine_filled_fields_are_not_differences():
+    actual = actual_spec(CONTAINER, IMAGE)
+    # The engine chose runc and a 64 MiB /dev/shm; the image set NVIDIA_* and PYTHONPATH.
+    assert actual["runtime"] == "runc"
+    assert actual["shm_size"] == 67108864
+    assert "NVIDIA_REQUIRE_CUDA" not in actual["env"]
+    assert actual["env"] == {"STANDIN_SPEED": "20"}
+    assert actual["labels"] == {MANAGED_LABEL: "1"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"env": {"STANDIN_SPEED": "10"}}, "env"),
+        ({"port": 18125}, "ports"),
+        ({"bind_address": "0.0.0.0"}, "ports"),
+        ({"cpuset_cpus": "0"}, "cpuset_cpus"),
+        ({"ulimits": {"memlock": 8388608}}, "ulimits"),
+        ({"ipc_mode": "private"}, "ipc_mode"),
+        ({"shm_size": "16g"}, "shm_size"),
+        ({"restart_policy": "unless-stopped"}, "restart_policy"),
+        ({"runtime": "nvidia"}, "runtime"),
+        ({"gpus": "all"}, "gpus"),
+        ({"model_read_only": True}, "mounts"),
+        ({"labels": {"team": "llm"}}, "labels"),
+    ],
+)
+def test_each_difference_is_named(change, field):
+    match, diff = compare_specs(desired(**change), actual_spec(CONTAINER, IMAGE), image_env(IMAGE))
+    assert not match
+    assert diff["changed"] == [field]
+    assert field in diff["before"]
+    assert field in diff["after"]
+
+
+def test_argument_and_image_changes():
+    want = desired()
+    want["command"] = [*seed_args()[:-1]]
+    want["image_id"] = "sha256:" + "0" * 64
+    match, diff = compare_specs(want, actual_spec(CONTAINER, IMAGE), image_env(IMAGE))
+    assert not match
+    assert diff["changed"] == ["image_id", "command"]
+
+
+def test_env_equal_to_the_image_value_is_not_a_difference():
+    want = desired(env={"STANDIN_SPEED": "20", "PYTHONPATH": "/opt/standin"})
+    assert compare_specs(want, actual_spec(CONTAINER, IMAGE), image_env(IMAGE))[0]
+
+
+def test_image_not_pulled_yet_is_a_difference():
+    want = desired_spec(PARAMS, seed_args(), None)
+    match, diff = compare_specs(want, actual_spec(CONTAINER, IMAGE), image_env(IMAGE))
+    assert not match
+    assert "not pulled yet" in diff["after"]["image_id"]
+
+
+def test_gpus_from_docker_inspect_of_a_gpu_container():
+    # HostConfig.DeviceRequests of `docker run --gpus all`, as a vLLM deployment's checker
+    # asserts it (index file 66254748885): Driver "", Count -1, Capabilities [["gpu"]].
+    container = copy.deepcopy(CONTAINER)
+    container["HostConfig"]["DeviceRequests"] = [
+        {"Driver": "", "Count": -1, "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": {}}
+    ]
+    container["HostConfig"]["Runtime"] = "nvidia"
+    actual = actual_spec(container, IMAGE)
+    assert actual["gpus"] == {"count": -1}
+    assert compare_specs(desired(gpus="all", runtime="nvidia"), actual, image_env(IMAGE))[0]
+    container["HostConfig"]["DeviceRequests"][0].update(Count=0, DeviceIDs=["0", "1"])
+    assert actual_spec(container, IMAGE)["gpus"] == {"device_ids": ["0", "1"]}
+
+
+def test_secrets_are_masked_in_the_diff():
+    want = desired(env={"STANDIN_SPEED": "20", "HF_TOKEN": "hf_abc"})
+    want["command"] = [*seed_args(), "--api-key", "s3cret"]
+    _, diff = compare_specs(want, actual_spec(CONTAINER, IMAGE), image_env(IMAGE))
+    text = json.dumps(diff)
+    assert "s3cret" not in text
+    assert "hf_abc" not in text
+    assert "********" in text
+    assert "s3cret" not in json.dumps(display_spec(want))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("all", {"count": -1}),
+        ("count=all", {"count": -1}),
+        ("2", {"count": 2}),
+        ("device=0,1", {"device_ids": ["0", "1"]}),
+        ('"device=0,2"', {"device_ids": ["0", "2"]}),
+        ("GPU-3a1b", {"device_ids": ["GPU-3a1b"]}),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_gpus(value, expected):
+    assert parse_gpus(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("gpus", "host", "visible"),
+    [
+        ("all", 4, 4),
+        ("all", None, None),
+        ("2", 4, 2),
+        ("8", 4, 4),
+        ("device=0,1", None, 2),
+        ("", 4, 0),
+    ],
+)
+def test_visible_gpu_count(gpus, host, visible):
+    assert visible_gpu_count(parse_gpus(gpus), host) == visible
+
+
+def test_tensor_parallel_size_against_visible_gpus():
+    assert check_tensor_parallel_size(4, 4) is None
+    assert check_tensor_parallel_size(4, None) is None
+    assert "needs 4 GPUs" in check_tensor_parallel_size(4, 2)
+
+
+def test_sizes_and_ulimits():
+    assert parse_size("16g") == 16 * 2**30
+    assert parse_size("512m") == 512 * 2**20
+    assert parse_size("64MB") == 64 * 2**20
+    assert parse_size(1024) == 1024
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("lots")
+    assert parse_ulimits({"memlock": -1, "stack": 67108864, "nofile": "1024:4096"}) == {
+        "memlock": (-1, -1),
+        "stack": (67108864, 67108864),
+        "nofile": (1024, 4096),
+    }
+    with pytest.raises(ValueError, match="unknown limit 'memlok'"):
+        parse_ulimits({"memlok": -1})
+    with pytest.raises(ValueError, match="must be an integer"):
+        parse_ulimits({"stack": "big"})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"gpu_memory_utilization": 0.0}, "gpu_memory_utilization must be in (0, 1]"),
+        ({"gpu_memory_utilization": 1.01}, "gpu_memory_utilization must be in (0, 1]"),
+        ({"tensor_parallel_size": 0}, "tensor_parallel_size must be in [1"),
+        ({"max_model_len": 0}, "max_model_len must be in [1"),
+        ({"port": 70000}, "port must be in [1, 65535]"),
+        ({"swap_space": -1}, "swap_space must be in [0"),
+        ({"name": "bad name"}, "name must match"),
+        ({"image": None}, "image is required with state started"),
+        ({"cpuset_cpus": "0-"}, "cpuset_cpus must be a CPU list"),
+        ({"bind_address": "localhost"}, "bind_address must be an IP address"),
+        ({"gpus": "device="}, "gpus: no device"),
+        ({"ulimits": {"memlok": 1}}, "ulimits: unknown limit"),
+        ({"shm_size": "huge"}, "shm_size: not a size"),
+        ({"served_model_name": ["coder", " "]}, "served_model_name must not contain empty"),
+        ({"rope_scaling": {"factor": 4.0}}, "rope_scaling must name its kind"),
+        ({"expect": {"min_kv_cache_gib": -1}}, "expect.min_kv_cache_gib must not be negative"),
+        ({"model_container_path": None}, "model_container_path is required with model_host_path"),
+    ],
+)
+def test_validate_options(change, message):
+    errors = validate_options(dict(PARAMS, **change))
+    assert any(message in error for error in errors), errors
+
+
+def test_validate_options_accepts_the_seed():
+    params = dict(
+        PARAMS,
+        gpu_memory_utilization=0.93,
+        tensor_parallel_size=4,
+        max_model_len=32768,
+        rope_scaling={"rope_type": "yarn", "factor": 4.0},
+        ulimits={"memlock": -1, "stack": 67108864},
+    )
+    assert validate_options(params) == []
+    assert validate_options({"name": "coder", "state": "absent"}) == []
+
+
+SEED_REPORT = parse_memory_report(SEED_LOG)
+# What the module checks: V0 logs no "GPU KV cache size" line, so the KV tokens come from the
+# blocks times the block size (reconcile_metrics), as vLLM computes them.
+SEED_CHECKED, _ = reconcile_metrics(
+    SEED_REPORT,
+    parse_cache_config_info(METRICS),
+    block_size=32,
+    gpu_memory_utilization=0.93,
+    max_model_len=32768,
+)
+
+
+@pytest.mark.parametrize(
+    ("expect", "violated"),
+    [
+        ({"min_kv_cache_gib": 4.0, "min_max_concurrency": 5.0, "max_weights_gib": 15}, []),
+        ({"min_kv_cache_gib": 4.5}, ["min_kv_cache_gib"]),
+        ({"min_max_concurrency": 6}, ["min_max_concurrency"]),
+        ({"max_weights_gib": 14.0}, ["max_weights_gib"]),
+        ({"min_gpu_blocks": 5868, "min_kv_cache_tokens": 187744}, ["min_gpu_blocks"]),
+    ],
+)
+def test_budget_against_the_seed_log(expect, violated):
+    violations, _ = check_budget(SEED_CHECKED, expect, missing_is_violation=True)
+    assert [item["expect"] for item in violations] == violated
+    for item in violations:
+        assert str(item["value"]) in item["msg"]
+        assert str(item["limit"]) in item["msg"]
+
+
+def test_budget_figure_missing_from_the_log():
+    report = parse_memory_report(
+        (FIXTURES / "vllm_logs" / "v1_0.20.1_tp2_enginecore_separate_lines.log").read_text()
+    )
+    assert report["kv_cache_gib"] is None
+    violations, notes = check_budget(report, {"min_kv_cache_gib": 1}, missing_is_violation=True)
+    assert violations[0]["value"] is None
+    assert "cannot be verified" in violations[0]["msg"]
+    violations, notes = check_budget(report, {"min_kv_cache_gib": 1}, missing_is_violation=False)
+    assert violations == []
+    assert "cannot be verified" in notes[0]
+
+
+def test_cache_config_info_of_the_standin_metrics():
+    info = parse_cache_config_info(METRICS)
+    assert info["num_gpu_blocks"] == "5867"
+    assert info["block_size"] == "32"
+    assert info["gpu_memory_utilization"] == "0.93"
+    assert parse_cache_config_info("# nothing here\n") is None
+
+
+def test_reconcile_metrics_agrees_with_the_seed_log():
+    merged, mismatches = reconcile_metrics(
+        SEED_REPORT,
+        parse_cache_config_info(METRICS),
+        block_size=32,
+        gpu_memory_utilization=0.93,
+        max_model_len=32768,
+    )
+    assert mismatches == []
+    assert merged["gpu_blocks"] == 5867
+    assert SEED_REPORT["kv_cache_tokens"] is None
+    assert merged["kv_cache_tokens"] == 5867 * 32
+
+
+def test_reconcile_metrics_fills_and_disagrees():
+    report = {
+        "gpu_blocks": None,
+        "kv_cache_tokens": None,
+        "max_concurrency": None,
+        "max_model_len": None,
+    }
+    info = {"num_gpu_blocks": "5867", "block_size": "32", "gpu_memory_utilization": "0.9"}
+    merged, mismatches = reconcile_metrics(
+        report, info, block_size=32, gpu_memory_utilization=0.93, max_model_len=32768
+    )
+    assert merged["gpu_blocks"] == 5867
+    assert merged["gpu_blocks_source"] == "metrics"
+    assert merged["kv_cache_tokens"] == 187744
+    assert merged["max_concurrency"] == 5.73
+    assert mismatches == ["gpu_memory_utilization 0.93 was asked for, /metrics reports 0.9"]
+    _, mismatches = reconcile_metrics(
+        SEED_REPORT,
+        {"num_gpu_blocks": "6000"},
+        block_size=32,
+        gpu_memory_utilization=None,
+        max_model_len=None,
+    )
+    assert "the log says 5867 GPU blocks" in mismatches[0]
+
+
+def test_compare_plan_with_the_seed():
+    plan = {"kv_cache_gib": 4.5, "gpu_blocks": 6140, "max_concurrency": 6.0, "weights_gib": 14.25}
+    comparison = compare_plan(plan, SEED_REPORT)
+    assert comparison["kv_cache_gib"] == {"planned": 4.5, "measured": 4.3, "error_pct": 4.7}
+    assert comparison["weights_gib"]["error_pct"] == 0.0
+    assert comparison["gpu_blocks"]["measured"] == 5867
+    assert compare_plan(None, SEED_REPORT) == {}
+
+
+def test_models_listed_and_probe_address():
+    body = json.dumps({"object": "list", "data": [{"id": "coder"}, {"id": "coder-2"}]})
+    assert models_listed(body, ["coder"]) == (True, ["coder", "coder-2"])
+    assert models_listed(body, ["coder", "other"])[0] is False
+    assert models_listed("not json", ["coder"]) == (False, [])
+    assert probe_address("0.0.0.0") == "127.0.0.1"
+    assert probe_address("") == "127.0.0.1"
+    assert probe_address("10.0.0.5") == "10.0.0.5"

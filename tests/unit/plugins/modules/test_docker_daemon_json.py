@@ -189,6 +189,28 @@ def test_check_mode_reports_change_and_diff_without_writing(docker_dir, capsys):
     assert applied["config"] == checked["config"]
 
 
+@pytest.mark.parametrize(
+    "name", ["cdi_feature_default_nvidia.json", "hosts_tab_indented.json", None]
+)
+def test_check_mode_without_config_reads_the_file(docker_dir, capsys, name):
+    # How nvidia_container_toolkit reads daemon.json before it changes anything: no config, check
+    # mode, the parsed file (or {} for no file) in `config`, nothing touched.
+    target = docker_dir / "daemon.json"
+    if name is not None:
+        install_fixture(docker_dir, name)
+    before = snapshot(target) if name is not None else None
+    failed, result = run_module(capsys, path=str(target), _ansible_check_mode=True)
+    assert not failed
+    assert result["changed"] is False
+    assert result["changed_keys"] == []
+    expected = json.loads((FIXTURES / name).read_text()) if name is not None else {}
+    assert result["config"] == expected
+    if name is None:
+        assert not target.exists()
+    else:
+        assert snapshot(target) == before
+
+
 def test_check_mode_does_not_create_missing_file_or_directory(tmp_path, capsys):
     target = tmp_path / "etc" / "docker" / "daemon.json"
     failed, result = run_module(

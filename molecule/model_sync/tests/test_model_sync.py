@@ -1,0 +1,85 @@
+"""The model_sync role's result on each host: user, ownership, verified files, manifest, no
+partial files, the same bytes on the host that copied from the staged directory and on the host
+that pulled from it (fan-out)."""
+
+import hashlib
+import itertools
+import json
+
+testinfra_hosts = ["all"]
+
+MODEL_DIR = "/home/llm/model/acme/tiny-llm"
+
+
+def shard(name: str, size: int) -> bytes:
+    line = f"llmops-{name}\n".encode()
+    return bytes(itertools.islice(itertools.cycle(line), size))
+
+
+EXPECTED = {
+    "config.json": b'{"architectures": ["Qwen3MoeForCausalLM"], "torch_dtype": "bfloat16"}',
+    "tokenizer/tokenizer.json": b'{"version": "1.0", "model": {"type": "BPE"}}',
+    "model-00001-of-00002.safetensors": shard("model-00001-of-00002.safetensors", 3145728),
+    "model-00002-of-00002.safetensors": shard("model-00002-of-00002.safetensors", 1048583),
+}
+
+
+def test_owner_user_exists(host):
+    user = host.user("llm")
+    assert user.exists
+    assert user.group == "llm"
+    assert user.shell == "/usr/sbin/nologin"
+
+
+def test_model_files_are_in_place_with_owner_and_mode(host):
+    for name, data in EXPECTED.items():
+        target = host.file(f"{MODEL_DIR}/{name}")
+        assert target.is_file, name
+        assert target.user == "llm", name
+        assert target.group == "llm", name
+        assert target.mode == 0o644, name
+        assert target.size == len(data), name
+        assert target.sha256sum == hashlib.sha256(data).hexdigest(), name
+    for directory in (
+        "/home/llm/model",
+        "/home/llm/model/acme",
+        MODEL_DIR,
+        f"{MODEL_DIR}/tokenizer",
+    ):
+        entry = host.file(directory)
+        assert entry.is_directory, directory
+        assert entry.user == "llm", directory
+        assert entry.mode == 0o755, directory
+
+
+def test_manifest_vouches_for_every_file(host):
+    manifest = json.loads(host.file(f"{MODEL_DIR}/.llmops-manifest.json").content_string)
+    assert manifest["version"] == 1
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == {
+        name: hashlib.sha256(data).hexdigest() for name, data in EXPECTED.items()
+    }
+    # verify: fast trusts exactly these mtimes: they must be the files' own.
+    for entry in manifest["files"]:
+        mtime_ns = host.check_output(
+            "python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' %s",
+            f"{MODEL_DIR}/{entry['path']}",
+        )
+        assert entry["mtime_ns"] == int(mtime_ns), entry["path"]
+
+
+def test_no_partial_files_or_fanout_daemon_are_left(host):
+    assert not host.file(f"{MODEL_DIR}/.llmops-partial").exists
+    assert not host.file("/run/llmops-model-sync/rsyncd.secrets").exists
+    state = host.run("systemctl is-active llmops-model-sync-rsyncd.service")
+    assert state.stdout.strip() in ("inactive", "unknown", "failed") or state.rc != 0
+    assert not host.socket("tcp://0.0.0.0:8730").is_listening
+
+
+def test_the_puller_copied_from_the_first_host(host):
+    manifest = json.loads(host.file(f"{MODEL_DIR}/.llmops-manifest.json").content_string)
+    if host.backend.get_hostname().endswith("debian12"):
+        assert manifest["source"] == "/srv/model-source/tiny-llm"
+    else:
+        assert manifest["source"].startswith("rsync://llmops-fanout@")
+        assert manifest["source"].endswith(":8730/llmops-model")
+        assert not host.file("/srv/model-source").exists

@@ -1,0 +1,431 @@
+"""Where model_sync reads a model from: a directory, the Hugging Face Hub, rsync, an HTTP mirror.
+
+Private to llmops.gpu_serving; no stability promise outside this collection.
+
+Each source answers two questions: what the model is (``listing``: the commit or revision and
+one entry per file, with sha256 where the source publishes it) and how to get a file's bytes
+into a HashingWriter (``fetch``), resuming at ``writer.position``. The Hub and HTTP sources
+stream straight into the writer, so bytes are hashed as they arrive; rsync writes its own
+files, which are hashed once it is done (from the page cache it just filled).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_manifest import (
+    MANIFEST_NAME,
+    RESERVED_NAMES,
+    ManifestError,
+    check_path,
+    manifest_from_hub_info,
+    parse_manifest,
+    parse_rsync_listing,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_transfer import (
+    COPY_BUFFER_BYTES,
+    HashingWriter,
+    TransferError,
+    copy_into,
+)
+
+# rsync's exit code when some files could not be transferred, e.g. a missing manifest.
+RSYNC_PARTIAL_TRANSFER = 23
+
+
+class SourceError(Exception):
+    """The source cannot be listed or read (unreachable, refused, missing client)."""
+
+
+def manifest_entries(manifest: Mapping[str, Any]) -> list[dict]:
+    """The source side of a parsed manifest: drop the mtimes of the host that wrote it."""
+    entries = []
+    for entry in manifest["files"]:
+        item = {"path": entry["path"], "size": entry["size"], "sha256": entry["sha256"]}
+        if entry.get("git_sha1") and not entry["sha256"]:
+            item["git_sha1"] = entry["git_sha1"]
+        entries.append(item)
+    return entries
+
+
+class LocalSource:
+    """A directory on the target host: an NFS share, a pre-staged disk, a Hub cache snapshot.
+
+    When the directory holds a model_sync manifest (it is itself a synced model) its sha256s
+    are the expected values; otherwise files are identified by size and mtime and their sha256
+    is computed while they are copied. Symbolic links are followed (a Hub cache snapshot is
+    a tree of links into its blob store).
+    """
+
+    kind = "local"
+    parallel = True
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def listing(self) -> tuple[str, list[dict]]:
+        if not os.path.isdir(self.root):
+            raise SourceError(f"source directory {self.root} does not exist on the host")
+        manifest_path = os.path.join(self.root, MANIFEST_NAME)
+        if os.path.exists(manifest_path):
+            with open(manifest_path, encoding="utf-8") as handle:
+                manifest = parse_manifest(handle.read(), manifest_path)
+            return manifest["revision"], manifest_entries(manifest)
+        return "", self._walk()
+
+    def _walk(self) -> list[dict]:
+        entries = []
+        seen_dirs: set[tuple[int, int]] = set()
+        for directory, dirnames, filenames in os.walk(self.root, followlinks=True):
+            info = os.stat(directory)
+            if (info.st_dev, info.st_ino) in seen_dirs:
+                dirnames[:] = []
+                continue
+            seen_dirs.add((info.st_dev, info.st_ino))
+            relative_dir = os.path.relpath(directory, self.root)
+            prefix = "" if relative_dir == "." else relative_dir.replace(os.sep, "/") + "/"
+            if not prefix:
+                dirnames[:] = [d for d in dirnames if d not in RESERVED_NAMES]
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not prefix and name in RESERVED_NAMES:
+                    continue
+                try:
+                    file_info = os.stat(os.path.join(directory, name))
+                except FileNotFoundError:
+                    continue  # a dangling link
+                if not stat.S_ISREG(file_info.st_mode):
+                    continue
+                entries.append(
+                    {
+                        "path": check_path(prefix + name),
+                        "size": file_info.st_size,
+                        "sha256": None,
+                        "source_mtime_ns": file_info.st_mtime_ns,
+                    }
+                )
+        return entries
+
+    def fetch(self, entry: Mapping[str, Any], writer: HashingWriter) -> int | None:
+        path = os.path.join(self.root, *entry["path"].split("/"))
+        with open(path, "rb", buffering=0) as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_size != entry["size"]:
+                raise TransferError(
+                    f"{entry['path']}: the source file changed size during the sync "
+                    f"({info.st_size} bytes, listed {entry['size']})"
+                )
+            handle.seek(writer.position)
+            copy_into(handle, writer)
+        # Keep the source's mtime, as cp -p and rsync -t do.
+        return info.st_mtime_ns
+
+
+class HttpSource:
+    """An HTTP(S) mirror: ``<base>/.llmops-manifest.json`` lists the files, ``<base>/<path>``
+    serves each; a partial file resumes with a Range request. Any web server that serves a
+    directory synced by model_sync is such a mirror."""
+
+    kind = "http"
+    parallel = True
+
+    def __init__(self, base_url: str, timeout: int):
+        self.base_url = base_url
+        self.timeout = timeout
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/{urllib.parse.quote(path)}"
+
+    def listing(self) -> tuple[str, list[dict]]:
+        url = self._url(MANIFEST_NAME)
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                text = response.read().decode("utf-8")
+        except (urllib.error.URLError, OSError) as err:
+            raise SourceError(f"cannot read the mirror's manifest {url}: {err}") from err
+        manifest = parse_manifest(text, url)
+        return manifest["revision"], manifest_entries(manifest)
+
+    def fetch(self, entry: Mapping[str, Any], writer: HashingWriter) -> int | None:
+        url = self._url(entry["path"])
+        request = urllib.request.Request(url)
+        if writer.position:
+            request.add_header("Range", f"bytes={writer.position}-")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                if writer.position and response.status == 206:
+                    start = _content_range_start(response.headers.get("Content-Range", ""))
+                    if start != writer.position:
+                        raise TransferError(
+                            f"{url}: asked for bytes from {writer.position}, got {start}"
+                        )
+                elif writer.position:
+                    writer.truncate(0)  # the server ignored Range: start over
+                buffer = bytearray(COPY_BUFFER_BYTES)
+                view = memoryview(buffer)
+                while True:
+                    got = response.readinto(view)
+                    if not got:
+                        break
+                    writer.write(view[:got])
+        except urllib.error.HTTPError as err:
+            raise TransferError(f"{url}: HTTP {err.code} {err.reason}") from err
+        except (urllib.error.URLError, OSError) as err:
+            raise TransferError(f"{url}: {err}") from err
+        return None
+
+
+def _content_range_start(header: str) -> int | None:
+    # "bytes 1000-1999/5000"
+    try:
+        return int(header.split()[1].split("-", maxsplit=1)[0])
+    except (IndexError, ValueError):
+        return None
+
+
+class RsyncSource:
+    """Another host through rsync: ``rsync://[user@]host[:port]/module/path`` (an rsync daemon,
+    password from ``password``) or ``[user@]host:/path`` (over SSH, keys only: BatchMode).
+
+    The source's manifest is fetched first; a source without one is listed with
+    ``--list-only`` and identified by size and mtime. Files are fetched by one rsync run into
+    ``<dest>/.llmops-partial/rsync/`` with ``--partial --append-verify`` (an interrupted file
+    resumes and rsync checks the whole file), then hashed and verified like any other source
+    before they get their final names.
+    """
+
+    kind = "rsync"
+    parallel = False
+
+    def __init__(self, url: str, password: str, timeout: int):
+        self.url = url
+        self.timeout = timeout
+        self.env = dict(os.environ)
+        if password:
+            self.env["RSYNC_PASSWORD"] = password
+
+    def _command(self, *args: str) -> list[str]:
+        command = ["rsync", f"--timeout={self.timeout}"]
+        if not self.url.startswith("rsync://"):
+            # Over SSH: keys only, a password prompt would hang the run. (With rsync:// an -e
+            # option would mean "daemon over SSH", so none is given.)
+            command += ["-e", "ssh -o BatchMode=yes"]
+        return [*command, *args]
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(
+                self._command(*args), env=self.env, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError as err:
+            raise SourceError("rsync is not installed on the host") from err
+
+    def listing(self) -> tuple[str, list[dict]]:
+        with tempfile.TemporaryDirectory(prefix="llmops-model-sync-") as scratch:
+            target = os.path.join(scratch, "manifest.json")
+            result = self._run(f"{self.url}/{MANIFEST_NAME}", target)
+            if result.returncode == 0:
+                with open(target, encoding="utf-8") as handle:
+                    manifest = parse_manifest(handle.read(), f"{self.url}/{MANIFEST_NAME}")
+                return manifest["revision"], manifest_entries(manifest)
+        if result.returncode != RSYNC_PARTIAL_TRANSFER:
+            raise SourceError(f"rsync {self.url}: {_tail(result.stderr)}")
+        listed = self._run("-r", "-L", "--list-only", "--no-h", f"{self.url}/")
+        if listed.returncode != 0:
+            raise SourceError(f"rsync --list-only {self.url}: {_tail(listed.stderr)}")
+        try:
+            return "", parse_rsync_listing(listed.stdout)
+        except ManifestError as err:
+            raise SourceError(str(err)) from err
+
+    def _transfer_root(self) -> tuple[str, str]:
+        """(rsync source root, prefix of the model inside it).
+
+        For a daemon URL the root is the module itself: an rsync daemon resolves a
+        --files-from list against a path below the module as if the files had vanished
+        (rsync 3.5), so the list names module-relative paths instead.
+        """
+        if not self.url.startswith("rsync://"):
+            return self.url, ""
+        host_and_path = self.url[len("rsync://") :]
+        host, _, path = host_and_path.partition("/")
+        module, _, prefix = path.partition("/")
+        return f"rsync://{host}/{module}", prefix.strip("/")
+
+    def fetch_all(
+        self, entries: list[Mapping[str, Any]], staging: str, on_bytes: Callable[[int], None]
+    ) -> str:
+        """One rsync run for every file; progress from the growing staging files. Returns the
+        directory under ``staging`` where the files landed (their relative paths below it)."""
+        os.makedirs(staging, mode=0o700, exist_ok=True)
+        root, prefix = self._transfer_root()
+        landed = os.path.join(staging, *prefix.split("/")) if prefix else staging
+        names = [f"{prefix}/{e['path']}" if prefix else e["path"] for e in entries]
+        list_path = os.path.join(staging, "..", "rsync-files")
+        with open(list_path, "wb") as handle:
+            handle.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names))
+        paths = [os.path.join(landed, *e["path"].split("/")) for e in entries]
+        before = _sizes(paths)
+        command = self._command(
+            "-L",
+            "-t",
+            "--partial",
+            "--append-verify",
+            "--chmod=F600",
+            "--from0",
+            f"--files-from={list_path}",
+            f"{root}/",
+            f"{staging}/",
+        )
+        stop = threading.Event()
+        counted = [before]
+
+        def watch() -> None:
+            while not stop.wait(1.0):
+                now = _sizes(paths)
+                on_bytes(max(0, now - counted[0]))
+                counted[0] = max(now, counted[0])
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            result = subprocess.run(
+                command, env=self.env, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError as err:
+            raise SourceError("rsync is not installed on the host") from err
+        finally:
+            stop.set()
+            watcher.join()
+        on_bytes(max(0, _sizes(paths) - counted[0]))
+        if result.returncode != 0:
+            raise TransferError(f"rsync from {self.url} failed: {_tail(result.stderr)}")
+        return landed
+
+
+def _sizes(paths: list[str]) -> int:
+    total = 0
+    for path in paths:
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            continue
+    return total
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:]) or "no error output"
+
+
+class HubSource:
+    """The Hugging Face Hub (or a mirror of it) through the real huggingface_hub client.
+
+    The module must run with a Python that can import huggingface_hub (the role installs it
+    into a virtualenv and points ansible_python_interpreter at it for this task). Listing is
+    ``HfApi.model_info(files_metadata=True)``; each file is downloaded by huggingface_hub's
+    ``http_get`` (its retries, Range resume and Hub error handling) into our HashingWriter,
+    from the resolve URL of the listed commit, so every file comes from one commit even if the
+    branch moves during the sync.
+    """
+
+    kind = "hf"
+    parallel = True
+
+    def __init__(self, repo_id: str, revision: str, token: str, endpoint: str):
+        self.repo_id = repo_id
+        self.revision = revision
+        self.token = token or None
+        self.endpoint = endpoint.rstrip("/") or None
+        self.commit = ""
+        # Our own progress replaces tqdm's bars; telemetry off on servers.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        if self.endpoint:
+            os.environ["HF_ENDPOINT"] = self.endpoint
+        try:
+            import huggingface_hub  # noqa: F401, PLC0415 - optional, only for hf:// sources
+        except ImportError as err:
+            raise SourceError(
+                "hf:// sources need the huggingface_hub client, which the Python running this "
+                f"module cannot import ({err}); run the task with ansible_python_interpreter "
+                "pointing at a virtualenv that has it (the model_sync role installs one)"
+            ) from err
+
+    def listing(self) -> tuple[str, list[dict]]:
+        from huggingface_hub import HfApi  # noqa: PLC0415
+
+        api = HfApi(endpoint=self.endpoint, token=self.token)
+        try:
+            info = api.model_info(self.repo_id, revision=self.revision or None, files_metadata=True)
+        except Exception as err:  # the client raises many types (HTTP, network, gated, ...)
+            raise SourceError(
+                f"Hub: cannot list {self.repo_id}@{self.revision or 'default branch'}: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        raw = {
+            "sha": info.sha,
+            "siblings": [
+                {
+                    "rfilename": sibling.rfilename,
+                    "size": sibling.size,
+                    "blobId": sibling.blob_id,
+                    "lfs": (
+                        {"size": sibling.lfs.size, "sha256": sibling.lfs.sha256}
+                        if sibling.lfs
+                        else None
+                    ),
+                }
+                for sibling in (info.siblings or [])
+            ],
+        }
+        try:
+            self.commit, entries = manifest_from_hub_info(raw)
+        except ManifestError as err:
+            raise SourceError(f"Hub listing of {self.repo_id}: {err}") from err
+        return self.commit, entries
+
+    def fetch(self, entry: Mapping[str, Any], writer: HashingWriter) -> int | None:
+        from huggingface_hub import hf_hub_url  # noqa: PLC0415
+        from huggingface_hub.file_download import http_get  # noqa: PLC0415
+        from huggingface_hub.utils import build_hf_headers  # noqa: PLC0415
+
+        url = hf_hub_url(self.repo_id, entry["path"], revision=self.commit, endpoint=self.endpoint)
+        try:
+            http_get(
+                url,
+                writer,
+                resume_size=writer.position,
+                headers=build_hf_headers(token=self.token),
+                expected_size=entry["size"],
+                displayed_filename=entry["path"],
+            )
+        except Exception as err:  # network, HTTP and size errors from the client
+            raise TransferError(f"{entry['path']}: {type(err).__name__}: {err}") from err
+        return None
+
+
+def make_source(spec: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
+    kind = spec["kind"]
+    if kind == "local":
+        return LocalSource(spec["path"])
+    if kind == "http":
+        return HttpSource(spec["url"], options["timeout"])
+    if kind == "rsync":
+        return RsyncSource(spec["url"], options.get("rsync_password") or "", options["timeout"])
+    if kind == "hf":
+        return HubSource(
+            spec["repo_id"],
+            spec["revision"],
+            options.get("hf_token") or "",
+            options.get("hf_endpoint") or "",
+        )
+    raise SourceError(f"unknown source kind {kind!r}")  # pragma: no cover - parse_source

@@ -1,0 +1,359 @@
+"""One model sync from start to end, for the model_sync module.
+
+Private to llmops.gpu_serving; no stability promise outside this collection.
+
+    list the source -> plan against the destination's manifest and a stat() of each file ->
+    hash what must be checked (verify: full, files without a manifest entry) -> check free
+    space -> (stop here in check mode) -> fetch into partial files, hashing as bytes stream ->
+    verify and rename each -> remove files the source dropped -> fix owner/mode -> write the
+    manifest, last and atomically -> remove the partial area.
+
+Nothing is written before the space check, and nothing at all in check mode.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_manifest import (
+    ManifestError,
+    bytes_to_fetch,
+    diff_lines,
+    parse_manifest,
+    parse_source,
+    plan_sync,
+    render_manifest,
+    select_paths,
+    settle_hashes,
+    space_problem,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_sources import (
+    SourceError,
+    make_source,
+    manifest_entries,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_transfer import (
+    DIR_MODE,
+    FILE_MODE,
+    Destination,
+    HashingWriter,
+    Ownership,
+    Progress,
+    TransferError,
+    hash_files,
+)
+
+# Network sources are latency-bound: several files in flight; disks and hashing scale with
+# cores.
+NETWORK_WORKERS = 8
+
+
+class SyncError(Exception):
+    """A sync that cannot start or did not finish; ``result`` holds what is known so far."""
+
+    def __init__(self, message: str, result: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.result = dict(result or {})
+
+
+def _existing_ancestor(path: str) -> str:
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _parent_dirs(paths: list[str]) -> set[str]:
+    dirs = {""}
+    for path in paths:
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:depth]))
+    return dirs
+
+
+def sync_model(
+    options: Mapping[str, Any],
+    check_mode: bool,
+    owner: Ownership,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> dict:
+    """Run the sync; returns the module result. Raises SyncError."""
+    started = time.monotonic()
+    root = options["dest"]
+    result: dict[str, Any] = {
+        "changed": False,
+        "dest": root,
+        "source": options["source"],
+        "manifest": os.path.join(root, ".llmops-manifest.json"),
+    }
+    try:
+        spec = parse_source(options["source"], options.get("revision") or "")
+        source = make_source(spec, options)
+        if options.get("source_manifest"):
+            given = parse_manifest(json.dumps(options["source_manifest"]), "source_manifest")
+            revision, desired = given["revision"], manifest_entries(given)
+        else:
+            revision, desired = source.listing()
+    except (ManifestError, SourceError) as err:
+        raise SyncError(str(err), result) from err
+    result["revision"] = revision
+    desired = select_paths(desired, options.get("include") or [], options.get("exclude") or [])
+    if not desired:
+        raise SyncError(f"the source {options['source']} lists no files to sync", result)
+
+    dest = Destination(root, owner)
+    old_manifest = dest.read_manifest()
+    recorded = {e["path"]: e for e in (old_manifest["files"] if old_manifest else [])}
+    recorded.update(dest.read_journal())
+    stats = {path: dest.stat(path) for path in {e["path"] for e in desired} | set(recorded)}
+    present = {p: (s.st_size, s.st_mtime_ns) if s else None for p, s in stats.items()}
+    plan = plan_sync(desired, recorded, present, options["verify"])
+
+    workers = options.get("workers") or os.cpu_count() or 1
+    to_hash = plan["rehash"] + plan["adopt"]
+    hashing = Progress(
+        options.get("progress_file"), len(to_hash), sum(e["size"] for e in to_hash), "verify"
+    )
+    hashes: dict[str, dict] = {}
+    if to_hash:
+        try:
+            hashes = hash_files(
+                (
+                    (
+                        e["path"],
+                        dest.path(e["path"]),
+                        bool(e.get("git_sha1") and not e.get("sha256")),
+                    )
+                    for e in to_hash
+                ),
+                workers,
+                hashing.add,
+            )
+        except OSError as err:
+            raise SyncError(f"cannot hash a file in {root}: {err}", result) from err
+    settled = settle_hashes(plan, hashes)
+    transfer, remove, keep = settled["transfer"], settled["remove"], settled["keep"]
+
+    partial_sizes = dest.partial_sizes(transfer)
+    needed = bytes_to_fetch(transfer, partial_sizes)
+    where = _existing_ancestor(root)
+    free = shutil.disk_usage(where).free
+    result.update(
+        files_total=len(desired),
+        bytes_total=sum(e["size"] for e in desired),
+        files_verified=len(to_hash),
+        files_adopted=len(settled["adopted"]),
+        files_repaired=len(settled["repaired"]),
+        files_to_transfer=len(transfer),
+        bytes_to_transfer=needed,
+        transfer=[e["path"] for e in transfer],
+        remove=[e["path"] for e in remove],
+    )
+    problem = space_problem(free, needed, options.get("min_free_bytes") or 0, where)
+    if problem:
+        raise SyncError(problem, result)
+
+    attr_files = [
+        e["path"]
+        for e in keep
+        if stats.get(e["path"])
+        and (owner.differs(stats[e["path"]]) or stat.S_IMODE(stats[e["path"]].st_mode) != FILE_MODE)
+    ]
+    attr_dirs = []
+    for relative in sorted(_parent_dirs([e["path"] for e in desired])):
+        try:
+            info = os.stat(dest.path(relative) if relative else root)
+        except OSError:
+            continue
+        if owner.differs(info) or stat.S_IMODE(info.st_mode) != DIR_MODE:
+            attr_dirs.append(relative)
+    old_text = _read_text(dest.manifest_path)
+    keep_text = render_manifest(options["source"], revision, keep)
+    # A partial area left by an interrupted run whose files all made it since.
+    leftover = os.path.isdir(dest.partial_dir)
+    changed = bool(
+        transfer or remove or attr_files or attr_dirs or old_text != keep_text or leftover
+    )
+    before, after = diff_lines(settled)
+    result.update(
+        changed=changed,
+        diff={
+            "before_header": f"{root} (files that change)",
+            "after_header": f"{root} (after the sync)",
+            "before": before,
+            "after": after,
+        },
+    )
+    if check_mode or not changed:
+        _finish(result, started, files=0, transferred=0, resumed=0, seconds=0.0)
+        return result
+
+    dest.make_dirs("")
+    lock = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise SyncError(f"another model_sync is writing to {root}", result) from err
+        placed: list[dict] = []
+        transferred = resumed = 0
+        transfer_seconds = 0.0
+        if transfer:
+            dest.open_partial_area()
+            log(f"fetching {len(transfer)} files ({needed} bytes) from {options['source']}")
+            transfer_started = time.monotonic()
+            placed, transferred, resumed, errors = _transfer(
+                source, dest, transfer, needed, options=options, workers=workers
+            )
+            transfer_seconds = time.monotonic() - transfer_started
+            if errors:
+                _finish(
+                    result,
+                    started,
+                    files=len(placed),
+                    transferred=transferred,
+                    resumed=resumed,
+                    seconds=transfer_seconds,
+                )
+                raise SyncError(
+                    f"{len(errors)} of {len(transfer)} files did not sync: "
+                    + "; ".join(errors[:5])
+                    + ". Files already verified are in place; the next run resumes the rest.",
+                    result,
+                )
+        for entry in remove:
+            dest.remove(entry["path"])
+        for path in attr_files:
+            dest.fix_attributes(path)
+        dest.fix_dir_attributes(_parent_dirs([e["path"] for e in desired]))
+        text = render_manifest(options["source"], revision, keep + placed)
+        if text != old_text:
+            dest.write_manifest(text)
+        dest.close_partial_area()
+    finally:
+        os.close(lock)
+    _finish(
+        result,
+        started,
+        files=len(placed),
+        transferred=transferred,
+        resumed=resumed,
+        seconds=transfer_seconds,
+    )
+    return result
+
+
+def _finish(
+    result: dict, started: float, *, files: int, transferred: int, resumed: int, seconds: float
+) -> None:
+    result.update(
+        files_transferred=files,
+        bytes_transferred=transferred,
+        bytes_resumed=resumed,
+        seconds=round(time.monotonic() - started, 3),
+        throughput=round(transferred / seconds, 1) if seconds > 0 else 0.0,
+    )
+
+
+def _transfer(
+    source: Any,
+    dest: Destination,
+    transfer: list[dict],
+    needed: int,
+    *,
+    options: Mapping[str, Any],
+    workers: int,
+) -> tuple[list[dict], int, int, list[str]]:
+    """Fetch, verify and place every file of ``transfer``.
+
+    Returns (placed entries, bytes fetched, bytes resumed from partials, error messages).
+    A file that fails verification is fetched once more from scratch before it counts as an
+    error; any other failure leaves its partial file for the next run to resume.
+    """
+    progress = Progress(options.get("progress_file"), len(transfer), needed, "transfer")
+    resumed_total = [0]
+
+    def git_size(entry: Mapping[str, Any]) -> int | None:
+        return entry["size"] if entry.get("git_sha1") and not entry.get("sha256") else None
+
+    def fetch_one(entry: dict) -> dict:
+        progress.begin(entry["path"])
+        try:
+            for attempt in (1, 2):
+                with HashingWriter(dest.partial_path(entry), git_size(entry)) as writer:
+                    resumed_total[0] += writer.resume(entry["size"])
+                    writer.on_bytes = progress.add
+                    mtime_ns = source.fetch(entry, writer)
+                    try:
+                        return dest.place(writer, entry, mtime_ns)
+                    except TransferError:
+                        if attempt == 2:
+                            raise
+            raise AssertionError("not reached")  # pragma: no cover
+        finally:
+            progress.end(entry["path"])
+
+    def place_staged(entry: dict, staging: str) -> dict:
+        staged = os.path.join(staging, *entry["path"].split("/"))
+        with HashingWriter(staged, git_size(entry)) as writer:
+            writer.resume(entry["size"])
+            placed = dest.place(writer, entry, entry.get("source_mtime_ns"))
+        progress.end(entry["path"])
+        return placed
+
+    placed: list[dict] = []
+    errors: list[str] = []
+    if source.parallel:
+        count = workers if source.kind == "local" else max(workers, NETWORK_WORKERS)
+        with ThreadPoolExecutor(max_workers=max(1, min(count, len(transfer)))) as pool:
+            futures = [(e, pool.submit(fetch_one, e)) for e in transfer]
+            for entry, future in futures:
+                try:
+                    placed.append(future.result())
+                except (TransferError, SourceError, OSError) as err:
+                    errors.append(
+                        str(err) if entry["path"] in str(err) else f"{entry['path']}: {err}"
+                    )
+    else:
+        staging = os.path.join(dest.partial_dir, "rsync")
+        pending = list(transfer)
+        for attempt in (1, 2):
+            try:
+                landed = source.fetch_all(pending, staging, progress.add)
+            except (TransferError, SourceError) as err:
+                errors.append(str(err))
+                break
+            failed = []
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pending)))) as pool:
+                futures = [(e, pool.submit(place_staged, e, landed)) for e in pending]
+                for entry, future in futures:
+                    try:
+                        placed.append(future.result())
+                    except TransferError as err:
+                        if attempt == 2:
+                            errors.append(str(err))
+                        failed.append(entry)
+            if not failed:
+                break
+            pending = failed
+    progress.flush()
+    return placed, progress.bytes_done, resumed_total[0], errors

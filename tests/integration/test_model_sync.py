@@ -1,0 +1,502 @@
+"""llmops.gpu_serving.model_sync run through ansible-playbook on this machine, against temporary
+directories and servers on 127.0.0.1 only: a directory source, the real huggingface_hub client
+talking to a Hub stand-in (tests/integration/hub_server.py), an HTTP mirror, an rsync daemon.
+
+Each scenario follows the four steps: check mode -> apply -> apply again (unchanged, fast) ->
+check mode again (unchanged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hub_server import FakeHub, HubRepo, StaticMirror
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ".llmops-manifest.json"
+PARTIAL = ".llmops-partial"
+
+SHARD_1 = os.urandom(6 * 1024 * 1024 + 3)
+SHARD_2 = os.urandom(2 * 1024 * 1024 + 11)
+MODEL = {
+    "config.json": b'{"architectures": ["Qwen3MoeForCausalLM"], "torch_dtype": "bfloat16"}\n',
+    "generation_config.json": b'{"do_sample": true}\n',
+    "model-00001-of-00002.safetensors": SHARD_1,
+    "model-00002-of-00002.safetensors": SHARD_2,
+    "tokenizer/tokenizer.json": b'{"version": "1.0"}\n' * 300,
+}
+LFS = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}
+# huggingface_hub's http_get writes in 10 MiB chunks: a shard several chunks long shows progress
+# and can be interrupted with a partial file on disk.
+BIG_SHARD = os.urandom(30 * 1024 * 1024 + 7)
+BIG_MODEL = dict(MODEL, **{"model-00001-of-00002.safetensors": BIG_SHARD})
+THROTTLE = 8 * 1024 * 1024
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def model_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST and PARTIAL not in p.parts
+    }
+
+
+class Runner:
+    """Writes a one-task playbook for the module and runs it on localhost."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.count = 0
+
+    def command(self, args: dict, *flags: str) -> tuple[list[str], Path, dict]:
+        self.count += 1
+        result_file = self.tmp_path / f"result-{self.count}.json"
+        playbook = self.tmp_path / f"play-{self.count}.yml"
+        task = {
+            "name": "Sync the model",
+            "llmops.gpu_serving.model_sync": args,
+            "register": "sync_result",
+        }
+        save = {
+            "name": "Save the result",
+            "ansible.builtin.copy": {
+                "content": "{{ sync_result | to_json }}",
+                "dest": str(result_file),
+                "mode": "0600",
+            },
+            "check_mode": False,
+            "diff": False,
+        }
+        play = [
+            {
+                "name": "Sync",
+                "hosts": "localhost",
+                "gather_facts": False,
+                "tasks": [{"name": "Sync and save", "block": [task], "always": [save]}],
+            }
+        ]
+        playbook.write_text(json.dumps(play))
+        env = dict(
+            os.environ,
+            ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
+            ANSIBLE_FORCE_COLOR="false",
+            ANSIBLE_NOCOLOR="true",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+        )
+        command = [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            str(playbook),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            *flags,
+        ]
+        return command, result_file, env
+
+    def __call__(self, args: dict, *flags: str, expect_failure: bool = False) -> dict:
+        command, result_file, env = self.command(args, *flags)
+        done = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert (done.returncode != 0) == expect_failure, done.stdout + done.stderr
+        result = json.loads(result_file.read_text())
+        result["_stdout"] = done.stdout
+        return result
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, children first (from /proc, no extra dependency)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(children.get(child, []))
+    return list(reversed(found))
+
+
+def sizes(paths: list[Path]) -> list[int]:
+    found = []
+    for path in paths:
+        try:
+            found.append(path.stat().st_size)
+        except FileNotFoundError:
+            continue
+    return found
+
+
+@pytest.fixture
+def playbook(tmp_path):
+    return Runner(tmp_path)
+
+
+def four_steps(playbook, args: dict, dest: Path) -> tuple[dict, dict]:
+    """check -> apply -> apply again -> check; returns (apply, apply again)."""
+    check = playbook(args, "--check", "--diff")
+    assert check["changed"] is True
+    assert check["files_transferred"] == 0
+    assert not dest.exists() or model_files(dest) == {}
+    first = playbook(args, "--diff")
+    assert first["changed"] is True
+    second = playbook(args)
+    assert second["changed"] is False, second
+    assert second["bytes_transferred"] == 0
+    assert second["seconds"] < 2, second["seconds"]
+    assert playbook(args, "--check")["changed"] is False
+    return first, second
+
+
+# --- a directory on the host --------------------------------------------------------------
+
+
+def test_local_directory_source(playbook, tmp_path):
+    source = write_tree(tmp_path / "share" / "qwen3", MODEL)
+    dest = tmp_path / "home" / "llm" / "model" / "qwen" / "qwen3-30b-a3b"
+    args = {"source": str(source), "dest": str(dest), "owner": "nobody", "group": "nogroup"}
+    first, _ = four_steps(playbook, args, dest)
+    assert model_files(dest) == MODEL
+    assert first["files_transferred"] == len(MODEL)
+    assert first["bytes_transferred"] == sum(map(len, MODEL.values()))
+    assert first["throughput"] > 0
+    assert "+ model-00001-of-00002.safetensors" in first["_stdout"]  # --diff
+    manifest = json.loads((dest / MANIFEST).read_text())
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == {
+        name: sha256(data) for name, data in MODEL.items()
+    }
+    for path in [dest, dest / "tokenizer", *dest.rglob("*")]:
+        info = path.stat()
+        assert (info.st_uid, info.st_gid) == (65534, 65534), path
+        assert oct(info.st_mode & 0o777) == ("0o755" if path.is_dir() else "0o644"), path
+
+
+def test_flipped_byte_is_repaired_by_full_verify(playbook, tmp_path):
+    source = write_tree(tmp_path / "src", MODEL)
+    dest = tmp_path / "dest"
+    args = {"source": str(source), "dest": str(dest)}
+    playbook(args)
+    target = dest / "model-00001-of-00002.safetensors"
+    before = target.stat()
+    with open(target, "r+b") as handle:
+        handle.seek(4_000_000)
+        byte = handle.read(1)
+        handle.seek(4_000_000)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert target.stat().st_size == before.st_size
+
+    assert playbook(args)["changed"] is False  # fast: size and mtime still match
+    check = playbook(dict(args, verify="full"), "--check")
+    assert check["transfer"] == ["model-00001-of-00002.safetensors"]
+    assert target.read_bytes() != SHARD_1
+    repaired = playbook(dict(args, verify="full"))
+    assert repaired["files_repaired"] == 1
+    assert repaired["bytes_transferred"] == len(SHARD_1)
+    assert target.read_bytes() == SHARD_1
+    assert playbook(dict(args, verify="full"))["changed"] is False
+
+
+# --- the Hugging Face Hub through the real client -----------------------------------------
+
+
+def test_hub_source_through_the_real_client(playbook, tmp_path):
+    repo = HubRepo("acme/tiny-moe", MODEL, LFS)
+    with FakeHub([repo]) as hub:
+        # The stand-in is faithful enough for the client's own download function.
+        from huggingface_hub import hf_hub_download  # noqa: PLC0415
+
+        fetched = hf_hub_download(
+            "acme/tiny-moe",
+            "model-00002-of-00002.safetensors",
+            endpoint=hub.endpoint,
+            local_dir=tmp_path / "client",
+        )
+        assert Path(fetched).read_bytes() == SHARD_2
+        hub.requests.clear()
+
+        dest = tmp_path / "model"
+        args = {"source": "hf://acme/tiny-moe", "dest": str(dest), "hf_endpoint": hub.endpoint}
+        first, _ = four_steps(playbook, args, dest)
+        assert model_files(dest) == MODEL
+        assert first["revision"] == repo.commit
+        manifest = json.loads((dest / MANIFEST).read_text())
+        assert manifest["revision"] == repo.commit
+        by_path = {f["path"]: f for f in manifest["files"]}
+        # Git-stored files were checked against their blob id; all have a sha256 now.
+        assert by_path["config.json"]["git_sha1"] == repo.sibling("config.json")["blobId"]
+        assert all(by_path[name]["sha256"] == sha256(data) for name, data in MODEL.items())
+        # Files were fetched from the listed commit, and a synced model asks only for the list.
+        downloads = [r["path"] for r in hub.requests if "/resolve/" in r["path"]]
+        assert downloads
+        assert all(f"/resolve/{repo.commit}/" in p for p in downloads)
+        assert len(downloads) == len(MODEL)
+
+
+def test_hub_gated_repository_needs_the_token(playbook, tmp_path):
+    with FakeHub([HubRepo("acme/gated", MODEL, LFS, token="hf_secret")]) as hub:
+        dest = tmp_path / "model"
+        args = {"source": "hf://acme/gated", "dest": str(dest), "hf_endpoint": hub.endpoint}
+        refused = playbook(args, expect_failure=True)
+        assert "GatedRepo" in refused["msg"] or "restricted" in refused["msg"], refused["msg"]
+        assert not dest.exists()
+        synced = playbook(dict(args, hf_token="hf_secret"))
+        assert synced["changed"] is True
+        assert "hf_secret" not in synced["_stdout"]
+        assert model_files(dest) == MODEL
+
+
+def test_hub_listing_that_escapes_dest_is_refused_before_writing(playbook, tmp_path):
+    evil = dict(MODEL, **{"../../etc/cron.d/evil": b"* * * * * root true\n"})
+    with FakeHub([HubRepo("acme/evil", evil, set())]) as hub:
+        dest = tmp_path / "model"
+        refused = playbook(
+            {"source": "hf://acme/evil", "dest": str(dest), "hf_endpoint": hub.endpoint},
+            expect_failure=True,
+        )
+        assert "'..'" in refused["msg"]
+        assert not dest.exists()
+
+
+def test_killed_download_resumes_and_never_leaves_a_partial_under_a_final_name(playbook, tmp_path):
+    repo = HubRepo("acme/tiny-moe", BIG_MODEL, LFS)
+    with FakeHub([repo], bytes_per_second=THROTTLE) as hub:
+        dest = tmp_path / "model"
+        args = {
+            "source": "hf://acme/tiny-moe",
+            "dest": str(dest),
+            "hf_endpoint": hub.endpoint,
+            "workers": 1,
+            "progress": False,  # a child of the play, not a detached async job
+        }
+        command, _, env = playbook.command(args)
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        partials: list[Path] = []
+        while time.monotonic() < deadline:
+            partials = [p for p in (dest / PARTIAL).glob("*") if p.name != "journal.json"]
+            if any(size > 1024 * 1024 for size in sizes(partials)):
+                break
+            time.sleep(0.1)
+        # Ansible's workers start their own sessions: kill the whole tree, module included.
+        for pid in [*descendants(process.pid), process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+        assert partials, "the download never started"
+        assert not (dest / MANIFEST).exists()
+        # Whatever has a final name is complete and correct; the rest is only in partials.
+        for name, data in model_files(dest).items():
+            assert data == BIG_MODEL[name], name
+        assert "model-00001-of-00002.safetensors" not in model_files(dest)
+        partial_bytes = sum(sizes(partials))
+
+        hub.bytes_per_second = 0
+        hub.requests.clear()
+        resumed = playbook(dict(args, progress=True))
+        assert resumed["changed"] is True
+        assert resumed["bytes_resumed"] > 0
+        assert resumed["bytes_resumed"] <= partial_bytes
+        assert resumed["bytes_transferred"] < sum(map(len, BIG_MODEL.values()))
+        ranges = [r["range"] for r in hub.requests if r["range"]]
+        assert any(not r.startswith("bytes=0-") for r in ranges), ranges
+        assert model_files(dest) == BIG_MODEL
+        assert not (dest / PARTIAL).exists()
+
+
+def test_progress_is_shown_on_the_controller(playbook, tmp_path):
+    with FakeHub([HubRepo("acme/tiny-moe", BIG_MODEL, LFS)], bytes_per_second=THROTTLE) as hub:
+        dest = tmp_path / "model"
+        result = playbook(
+            {
+                "source": "hf://acme/tiny-moe",
+                "dest": str(dest),
+                "hf_endpoint": hub.endpoint,
+                "progress_interval": 1,
+            }
+        )
+        lines = [line for line in result["_stdout"].splitlines() if f"model_sync {dest}:" in line]
+        assert lines, result["_stdout"]
+        total = f"{sum(map(len, BIG_MODEL.values())) / 1024**2:.1f} MiB"
+        assert any(f"MiB / {total}" in line and "/s, ETA" in line for line in lines), lines
+        assert model_files(dest) == BIG_MODEL
+        assert not list(Path("/tmp").glob(".llmops-model-sync-*.json"))
+
+
+# --- an HTTP mirror and an rsync daemon ---------------------------------------------------
+
+
+def test_http_mirror_source_resumes_with_range(playbook, tmp_path):
+    published = tmp_path / "published"
+    playbook({"source": str(write_tree(tmp_path / "src", MODEL)), "dest": str(published)})
+    with StaticMirror(published) as mirror:
+        dest = tmp_path / "model"
+        args = {"source": mirror.url, "dest": str(dest)}
+        four_steps(playbook, args, dest)
+        assert model_files(dest) == MODEL
+
+        # A partial left by an interrupted run is continued with a Range request.
+        (dest / "model-00001-of-00002.safetensors").unlink()
+        first_run = json.loads((dest / MANIFEST).read_text())
+        entry = next(f for f in first_run["files"] if f["path"].startswith("model-00001"))
+        sys.path.insert(0, str(REPO_ROOT / "collections"))
+        from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_manifest import (  # noqa: PLC0415
+            partial_key,
+        )
+
+        key = partial_key({"path": entry["path"], "size": entry["size"], "sha256": entry["sha256"]})
+        (dest / PARTIAL).mkdir()
+        (dest / PARTIAL / key).write_bytes(SHARD_1[:1_000_000])
+        mirror.requests.clear()
+        resumed = playbook(args)
+        assert resumed["bytes_resumed"] == 1_000_000
+        assert {"path": "/models/model-00001-of-00002.safetensors", "range": "bytes=1000000-"} in (
+            mirror.requests
+        )
+        assert model_files(dest) == MODEL
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def rsync_daemon(tmp_path):
+    """An rsync daemon on 127.0.0.1 with a password-protected module over tmp_path/served."""
+    served = tmp_path / "served"
+    served.mkdir()
+    secrets = tmp_path / "rsyncd.secrets"
+    secrets.write_text("fanout:s3cret\n")
+    secrets.chmod(0o600)
+    port = free_port()
+    config = tmp_path / "rsyncd.conf"
+    config.write_text(
+        f"pid file = {tmp_path}/rsyncd.pid\nuse chroot = false\nuid = root\ngid = root\n"
+        f"[models]\n  path = {served}\n  read only = true\n  auth users = fanout\n"
+        f"  secrets file = {secrets}\n"
+    )
+    daemon = subprocess.Popen(
+        [
+            "rsync",
+            "--daemon",
+            "--no-detach",
+            f"--config={config}",
+            "--address=127.0.0.1",
+            f"--port={port}",
+        ]
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    try:
+        yield served, f"rsync://fanout@127.0.0.1:{port}/models"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def test_rsync_daemon_source_with_and_without_a_manifest(playbook, tmp_path, rsync_daemon):
+    served, url = rsync_daemon
+    # A host that synced the model (manifest included), and a plain copy without one.
+    playbook({"source": str(write_tree(tmp_path / "src", MODEL)), "dest": str(served / "synced")})
+    write_tree(served / "plain", MODEL)
+
+    dest = tmp_path / "from-synced"
+    args = {"source": f"{url}/synced", "dest": str(dest), "rsync_password": "s3cret"}
+    first, _ = four_steps(playbook, args, dest)
+    assert model_files(dest) == MODEL
+    assert "s3cret" not in first["_stdout"]
+    theirs = {
+        f["path"]: f["sha256"]
+        for f in json.loads((served / "synced" / MANIFEST).read_text())["files"]
+    }
+    ours = {f["path"]: f["sha256"] for f in json.loads((dest / MANIFEST).read_text())["files"]}
+    assert ours == theirs
+
+    plain = tmp_path / "from-plain"
+    args = {"source": f"{url}/plain", "dest": str(plain), "rsync_password": "s3cret"}
+    assert playbook(args)["files_transferred"] == len(MODEL)
+    assert model_files(plain) == MODEL
+    again = playbook(args)  # identified by size and mtime from the listing
+    assert again["changed"] is False, again
+
+    wrong = playbook(
+        dict(args, rsync_password="nope", dest=str(tmp_path / "x")), expect_failure=True
+    )
+    assert "auth failed" in wrong["msg"], wrong["msg"]
+
+
+def test_rsync_source_is_verified_against_the_given_manifest(playbook, tmp_path, rsync_daemon):
+    served, url = rsync_daemon
+    playbook({"source": str(write_tree(tmp_path / "src", MODEL)), "dest": str(served / "synced")})
+    manifest = json.loads((served / "synced" / MANIFEST).read_text())
+    # The served copy is corrupted after its manifest was written: the puller must refuse it.
+    (served / "synced" / "generation_config.json").write_bytes(b'{"do_sample": fals}\n')
+    dest = tmp_path / "puller"
+    refused = playbook(
+        {
+            "source": f"{url}/synced",
+            "dest": str(dest),
+            "rsync_password": "s3cret",
+            "source_manifest": manifest,
+        },
+        expect_failure=True,
+    )
+    assert "generation_config.json: sha256" in refused["msg"], refused["msg"]
+    assert not (dest / "generation_config.json").exists()
+    assert (dest / "model-00001-of-00002.safetensors").read_bytes() == SHARD_1

@@ -1,0 +1,308 @@
+"""Tests of module_utils.model_sync_run with a directory source on this machine."""
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.llmops.gpu_serving.plugins.module_utils import model_sync_run
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_manifest import (
+    MANIFEST_NAME,
+    PARTIAL_DIR,
+    parse_manifest,
+    partial_key,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_sync_run import (
+    SyncError,
+    sync_model,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_transfer import (
+    Destination,
+    Ownership,
+)
+
+FILES = {
+    "config.json": b'{"architectures": ["Qwen3MoeForCausalLM"]}\n',
+    "model-00001-of-00002.safetensors": os.urandom(3 * 1024 * 1024 + 17),
+    "model-00002-of-00002.safetensors": os.urandom(2 * 1024 * 1024 + 5),
+    "tokenizer/vocab.txt": b"a\nb\nc\n",
+}
+
+
+@pytest.fixture
+def source(tmp_path):
+    root = tmp_path / "source"
+    for name, data in FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def options(source, dest, **extra):
+    return dict(
+        {
+            "dest": str(dest),
+            "source": str(source),
+            "revision": "",
+            "verify": "fast",
+            "include": [],
+            "exclude": [],
+            "min_free_bytes": 0,
+            "workers": 2,
+            "timeout": 10,
+        },
+        **extra,
+    )
+
+
+def run(source, dest, check_mode=False, **extra):
+    return sync_model(options(source, dest, **extra), check_mode, Ownership())
+
+
+def tree(root: Path) -> dict:
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_check_mode_on_an_empty_host_writes_nothing(source, tmp_path):
+    dest = tmp_path / "home" / "llm" / "model" / "m"
+    result = run(source, dest, check_mode=True)
+    assert result["changed"] is True
+    assert result["files_to_transfer"] == 4
+    assert result["bytes_to_transfer"] == sum(map(len, FILES.values()))
+    assert result["files_transferred"] == 0
+    assert sorted(result["transfer"]) == sorted(FILES)
+    assert not (tmp_path / "home").exists()
+
+
+def test_sync_then_rerun_is_unchanged_and_reads_nothing(source, tmp_path, monkeypatch):
+    dest = tmp_path / "dest"
+    first = run(source, dest)
+    assert first["changed"] is True
+    assert first["files_transferred"] == 4
+    assert first["bytes_transferred"] == sum(map(len, FILES.values()))
+    assert tree(dest) == dict(FILES, **{MANIFEST_NAME: (dest / MANIFEST_NAME).read_bytes()})
+    manifest = parse_manifest((dest / MANIFEST_NAME).read_text())
+    for entry in manifest["files"]:
+        assert entry["sha256"] == hashlib.sha256(FILES[entry["path"]]).hexdigest()
+        assert entry["mtime_ns"] == (dest / entry["path"]).stat().st_mtime_ns
+        # The destination keeps the source's mtime, as cp -p does.
+        assert entry["mtime_ns"] == (source / entry["path"]).stat().st_mtime_ns
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a no-op run must not hash anything")
+
+    monkeypatch.setattr(model_sync_run, "hash_files", no_reading)
+    second = run(source, dest)
+    assert second["changed"] is False
+    assert second["files_transferred"] == 0
+    assert second["bytes_to_transfer"] == 0
+    assert run(source, dest, check_mode=True)["changed"] is False
+
+
+def test_flipped_byte_with_same_size_and_mtime_is_found_by_full_verify(source, tmp_path):
+    dest = tmp_path / "dest"
+    run(source, dest)
+    target = dest / "model-00001-of-00002.safetensors"
+    before = target.stat()
+    data = bytearray(target.read_bytes())
+    data[12345] ^= 0xFF
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert run(source, dest)["changed"] is False  # fast trusts size and mtime
+    check = run(source, dest, check_mode=True, verify="full")
+    assert check["changed"] is True
+    assert check["transfer"] == ["model-00001-of-00002.safetensors"]
+    assert target.read_bytes() == bytes(data)  # check mode repaired nothing
+    result = run(source, dest, verify="full")
+    assert result["files_repaired"] == 1
+    assert result["files_verified"] == 4
+    assert target.read_bytes() == FILES["model-00001-of-00002.safetensors"]
+    assert run(source, dest, verify="full")["changed"] is False
+
+
+def test_partial_file_is_resumed_from_its_length(source, tmp_path):
+    dest = tmp_path / "dest"
+    name = "model-00001-of-00002.safetensors"
+    # What an interrupted run leaves: a partial named after the file's identity.
+    entry = {
+        "path": name,
+        "size": len(FILES[name]),
+        "sha256": None,
+        "source_mtime_ns": (source / name).stat().st_mtime_ns,
+    }
+    partial = dest / PARTIAL_DIR / partial_key(entry)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(FILES[name][:1_000_000])
+    result = run(source, dest)
+    assert result["bytes_resumed"] == 1_000_000
+    assert result["bytes_transferred"] == sum(map(len, FILES.values())) - 1_000_000
+    assert (dest / name).read_bytes() == FILES[name]
+    assert not (dest / PARTIAL_DIR).exists()
+
+
+def test_partial_of_other_content_is_not_resumed(source, tmp_path):
+    dest = tmp_path / "dest"
+    name = "model-00001-of-00002.safetensors"
+    stale = {"path": name, "size": len(FILES[name]), "sha256": None, "source_mtime_ns": 1}
+    partial = dest / PARTIAL_DIR / partial_key(stale)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"x" * 1000)
+    result = run(source, dest)
+    assert result["bytes_resumed"] == 0
+    assert (dest / name).read_bytes() == FILES[name]
+
+
+def test_files_placed_before_a_kill_are_kept_from_the_journal(source, tmp_path, monkeypatch):
+    dest = tmp_path / "dest"
+    name = "model-00002-of-00002.safetensors"
+    real_place = Destination.place
+
+    def place_then_die(self, writer, entry, mtime_ns):
+        if entry["path"] == name:
+            writer.close()
+            raise KeyboardInterrupt  # the process dies mid-run
+        return real_place(self, writer, entry, mtime_ns)
+
+    monkeypatch.setattr(Destination, "place", place_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(source, dest, workers=1)
+    monkeypatch.setattr(Destination, "place", real_place)
+    assert not (dest / MANIFEST_NAME).exists()  # written last: not yet
+    assert not (dest / name).exists()  # no partial content under a final name
+    journal = json.loads((dest / PARTIAL_DIR / "journal.json").read_text())
+    done = {e["path"] for e in journal["files"]}
+    assert done
+    assert name not in done
+
+    result = run(source, dest)
+    assert result["files_transferred"] == 4 - len(done)
+    assert result["bytes_resumed"] == len(FILES[name])  # the complete partial, verified
+    assert tree(dest).keys() - {MANIFEST_NAME} == FILES.keys()
+    assert not (dest / PARTIAL_DIR).exists()
+
+
+def test_not_enough_space_is_refused_before_writing(source, tmp_path, monkeypatch):
+    dest = tmp_path / "dest"
+    total = sum(map(len, FILES.values()))
+
+    def tight(path):
+        return shutil._ntuple_diskusage(10 * total, 9 * total, total - 1)
+
+    monkeypatch.setattr(model_sync_run.shutil, "disk_usage", tight)
+    with pytest.raises(SyncError, match="not enough space") as raised:
+        run(source, dest)
+    assert raised.value.result["bytes_to_transfer"] == total
+    assert not dest.exists()
+    with pytest.raises(SyncError, match="must stay free"):
+        run(source, dest, check_mode=True, min_free_bytes=1)
+
+    monkeypatch.setattr(
+        model_sync_run.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1, 0, total)
+    )
+    assert run(source, dest)["changed"] is True
+
+
+def test_existing_files_without_manifest_are_adopted_when_the_hash_matches(source, tmp_path):
+    # A model the operator downloaded by hand, then a mirror with a manifest.
+    mirror = tmp_path / "mirror"
+    run(source, mirror)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for name, data in FILES.items():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes(data if name != "config.json" else b"{}" + data[2:])
+    result = run(mirror, dest)
+    assert result["files_adopted"] == 3
+    assert result["transfer"] == ["config.json"]
+    assert result["bytes_transferred"] == len(FILES["config.json"])
+    assert tree(dest).keys() - {MANIFEST_NAME} == FILES.keys()
+    assert (dest / "config.json").read_bytes() == FILES["config.json"]
+
+
+def test_files_dropped_by_the_source_are_removed_but_foreign_files_kept(source, tmp_path):
+    dest = tmp_path / "dest"
+    run(source, dest)
+    (dest / "notes.txt").write_text("mine")
+    (source / "tokenizer" / "vocab.txt").unlink()
+    result = run(source, dest)
+    assert result["remove"] == ["tokenizer/vocab.txt"]
+    assert not (dest / "tokenizer").exists()
+    assert (dest / "notes.txt").read_text() == "mine"
+    assert run(source, dest)["changed"] is False
+
+
+def test_include_and_exclude(source, tmp_path):
+    dest = tmp_path / "dest"
+    result = run(source, dest, include=["*.safetensors", "*.json"], exclude=["model-00002-*"])
+    assert sorted(result["transfer"]) == ["config.json", "model-00001-of-00002.safetensors"]
+    assert result["files_total"] == 2
+
+
+def test_source_manifest_drives_the_sync_and_must_match_the_bytes(source, tmp_path):
+    mirror = tmp_path / "mirror"
+    run(source, mirror)
+    given = json.loads((mirror / MANIFEST_NAME).read_text())
+    dest = tmp_path / "dest"
+    result = run(source, dest, source_manifest=given)
+    assert result["changed"] is True
+    assert (
+        parse_manifest((dest / MANIFEST_NAME).read_text())["files"][0]["sha256"]
+        == (given["files"][0]["sha256"])
+    )
+    # A manifest that disagrees with the source's bytes stops the file, not the check.
+    bad = json.loads(json.dumps(given))
+    bad["files"][0]["sha256"] = "0" * 64
+    other = tmp_path / "other"
+    with pytest.raises(SyncError, match="sha256"):
+        run(source, other, source_manifest=bad)
+    assert not (other / bad["files"][0]["path"]).exists()
+
+
+def test_a_second_writer_is_refused(source, tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(SyncError, match="another model_sync"):
+            run(source, dest)
+    finally:
+        os.close(fd)
+
+
+def test_missing_source_and_empty_selection_fail_clearly(source, tmp_path):
+    with pytest.raises(SyncError, match="does not exist"):
+        run(tmp_path / "nope", tmp_path / "dest")
+    with pytest.raises(SyncError, match="lists no files"):
+        run(source, tmp_path / "dest", include=["*.gguf"])
+
+
+def test_source_file_changing_size_during_the_sync_fails_that_file(source, tmp_path, monkeypatch):
+    listed = model_sync_run.make_source
+
+    def make_source(spec, opts):
+        src = listed(spec, opts)
+        original = src.listing
+
+        def listing():
+            revision, entries = original()
+            (source / "config.json").write_bytes(b"{}")  # changes after listing
+            return revision, entries
+
+        src.listing = listing
+        return src
+
+    monkeypatch.setattr(model_sync_run, "make_source", make_source)
+    with pytest.raises(SyncError, match="changed size during the sync"):
+        run(source, tmp_path / "dest")
+    assert not (tmp_path / "dest" / "config.json").exists()

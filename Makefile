@@ -57,6 +57,8 @@ harness: venv ## Docker engine, test images, simulated vendor repositories
 	tests/harness/docker-up.sh
 	tests/harness/build-image.sh 12
 	tests/harness/build-image.sh 13
+	tests/harness/build-standin-vllm.sh
+	tests/harness/save-image.sh llmops-test/vllm-openai:v0.8.5 vllm-openai-v0.8.5.tar
 	python tests/harness/vendor_repo.py
 	python tests/harness/synthetic_model.py
 	cp tests/output/vendor-repo/vendor-vars.yml inventories/sandbox/group_vars/all/vendor_repo_generated.yml

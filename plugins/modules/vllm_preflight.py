@@ -13,13 +13,13 @@ description:
   - Reads the synced model directory on the host (C(config.json), the safetensors index or the
     weight files' sizes), takes the GPUs' memory (from P(llmops.gpu_serving.nvidia_gpu_info#module)
     facts or an explicit O(gpu_memory_gib)) and predicts the memory budget vLLM will report at
-    startup: weights, activation and non-torch overhead, KV cache GiB, GPU blocks, KV tokens and
-    the maximum concurrency for O(max_model_len).
+    startup (weights, activation and non-torch overhead, KV cache GiB, GPU blocks, KV tokens and
+    the maximum concurrency for O(max_model_len)).
   - Fails when the configuration cannot serve O(min_concurrency) requests of O(max_model_len)
     tokens, with the numbers and the largest C(max_model_len) and the smallest
     C(gpu_memory_utilization) that would fit, so an operator learns it before pulling a 20 GB
     image and waiting for vLLM to profile.
-  - With O(autotune) it chooses settings that fit instead: first a higher
+  - With O(autotune) it chooses settings that fit instead, first a higher
     C(gpu_memory_utilization) up to O(autotune_max_gpu_memory_utilization), else a shorter
     C(max_model_len), and says what it chose in RV(autotuned) and RV(settings).
   - The arithmetic is the one of the P(llmops.gpu_serving.vllm_memory_plan#filter) filter.

@@ -41,6 +41,7 @@ up() {
     log "starting $name from $image"
     docker run -d --name "$name" --hostname "$name" --network "$network" \
       "${cap_args[@]}" --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+      --security-opt systempaths=unconfined \
       --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
       -v "$name-docker:/var/lib/docker" \
       -v "$repo_root/tests/output/vendor-repo:/srv/vendor-repo:ro" \

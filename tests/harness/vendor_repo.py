@@ -32,11 +32,13 @@ The build is skipped when the recipe (this file, the payloads and the profiles) 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
 import platform
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -391,15 +393,42 @@ def cuda_toolkit_packages(release: str) -> list[Package]:
         + b"\n"
     )
     prefix = f"/usr/local/cuda-{short}"
+    # NVIDIA's packages register /usr/local/cuda and /usr/local/cuda-<major> as alternatives,
+    # highest version first (the priority here is the simulation's choice).
+    priority = f"{major}{minor}"
+    alternatives = (
+        f"/usr/local/cuda cuda {prefix} {priority}",
+        f"/usr/local/cuda-{major} cuda-{major} {prefix} {priority}",
+    )
     return [
         Package(
             f"cuda-nvcc-{dashed}", rev, "CUDA nvcc", files={f"{prefix}/bin/nvcc": (nvcc, 0o755)}
         ),
         Package(
+            f"cuda-toolkit-{dashed}-config-common",
+            rev,
+            f"Common config package for CUDA Toolkit {short}.",
+            postinst="".join(f"update-alternatives --install {alt}\n" for alt in alternatives),
+            prerm=(
+                'if [ "$1" = remove ] || [ "$1" = deconfigure ]; then\n'
+                f"    update-alternatives --remove cuda {prefix}\n"
+                f"    update-alternatives --remove cuda-{major} {prefix}\n"
+                "fi\n"
+            ),
+            architecture="all",
+        ),
+        Package(
             f"cuda-cudart-{dashed}",
             rev,
             "CUDA Runtime native Libraries",
-            files={f"{prefix}/version.json": (version_json, 0o644)},
+            depends=[f"cuda-toolkit-{dashed}-config-common"],
+            files={
+                f"{prefix}/version.json": (version_json, 0o644),
+                f"{prefix}/lib64/libcudart.so.{major}": (
+                    elf_shared_object_stub(f"libcudart.so.{major}"),
+                    0o644,
+                ),
+            },
         ),
         Package(
             f"cuda-toolkit-{dashed}",
@@ -410,6 +439,95 @@ def cuda_toolkit_packages(release: str) -> list[Package]:
     ]
 
 
+def elf_shared_object_stub(soname: str) -> bytes:
+    """A minimal x86-64 ELF shared object that carries only a SONAME: enough for ldconfig to
+    index it (so tests can check the linker configuration), never meant to be loaded."""
+    dynstr = b"\0" + soname.encode() + b"\0"
+    ehdr_size, phdr_size, phnum = 64, 56, 2
+    strtab = ehdr_size + phdr_size * phnum
+    symtab = (strtab + len(dynstr) + 7) & ~7
+    dyn_off = symtab + 24  # one empty symbol
+    entries = [(14, 1), (5, strtab), (10, len(dynstr)), (6, symtab), (11, 24), (0, 0)]
+    dynamic = b"".join(struct.pack("<qQ", tag, value) for tag, value in entries)
+    size = dyn_off + len(dynamic)
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)  # 64-bit, little endian, SysV
+    header = ident + struct.pack(
+        "<HHIQQQIHHHHHH", 3, 62, 1, 0, ehdr_size, 0, 0, ehdr_size, phdr_size, phnum, 64, 0, 0
+    )  # ET_DYN, EM_X86_64, no entry point, program headers right after, no sections
+    load = struct.pack("<IIQQQQQQ", 1, 4, 0, 0, 0, size, size, 0x1000)  # PT_LOAD, R
+    dyn = struct.pack("<IIQQQQQQ", 2, 6, dyn_off, dyn_off, dyn_off, len(dynamic), len(dynamic), 8)
+    body = header + load + dyn + dynstr
+    return body + bytes(symtab - len(body)) + bytes(24) + dynamic
+
+
+def cuda_runfile(release: str) -> tuple[str, bytes]:
+    """NVIDIA's CUDA runfile for a release, simulated: (path under the download root, content).
+
+    A shell script at the real name and path that takes the real installer's flags for a
+    toolkit-only install (`--silent --toolkit --toolkitpath=<dir>`, `--tmpdir=<dir>`,
+    `--no-opengl-libs --no-drm --no-man-page`, `--defaultroot`, `--override`) and installs into
+    the toolkit path the same nvcc and version.json as the cuda-*-X-Y packages, plus lib64 with
+    an ELF libcudart stub, logging to /var/log/cuda-installer.log. Where the real installer would
+    turn interactive (no --silent) or install its bundled driver (--driver, or --silent without
+    --toolkit) the simulation exits non-zero: the roles must never get there.
+    """
+    bundled_driver, cudart = {"12.4.1": ("550.54.15", "12.4.127")}[release]
+    major, minor, _patch = release.split(".")
+    short = f"{major}.{minor}"
+    files = {}
+    for pkg in cuda_toolkit_packages(release):
+        files.update(pkg.files)
+    prefix = f"/usr/local/cuda-{short}"
+    nvcc = base64.encodebytes(files[f"{prefix}/bin/nvcc"][0]).decode()
+    version_json = base64.encodebytes(files[f"{prefix}/version.json"][0]).decode()
+    libcudart = base64.encodebytes(elf_shared_object_stub(f"libcudart.so.{major}")).decode()
+    lib = f"targets/x86_64-linux/lib/libcudart.so.{cudart}"
+    script = f"""#!/bin/sh
+# CUDA {release} runfile, simulated by the llmops.gpu_serving test harness (the real one is a
+# ~4 GB makeself archive with the same name). Toolkit-only installs; never a driver.
+LOG=/var/log/cuda-installer.log
+log() {{ echo "[$1]: $2" >> "$LOG"; }}
+fail() {{ log ERROR "$1"; echo "$1" >&2; exit 1; }}
+: > "$LOG" 2>/dev/null || {{ echo "cannot write $LOG: run as root" >&2; exit 1; }}
+silent=0; toolkit=0; toolkitpath={prefix}
+for arg in "$@"; do
+  log INFO "Option: $arg"
+  case "$arg" in
+    --silent) silent=1 ;;
+    --toolkit) toolkit=1 ;;
+    --toolkitpath=*) toolkitpath="${{arg#--toolkitpath=}}" ;;
+    --tmpdir=*) [ -d "${{arg#--tmpdir=}}" ] || fail "--tmpdir: no directory ${{arg#--tmpdir=}}" ;;
+    --defaultroot=*|--no-opengl-libs|--no-drm|--no-man-page|--override) ;;
+    --driver|-m=kernel|-m=kernel-open) fail "Refusing to install the bundled driver \
+{bundled_driver} (simulated runfile: roles must install the toolkit only)" ;;
+    *) fail "Unknown option: $arg" ;;
+  esac
+done
+[ "$silent" = 1 ] || fail "Interactive installation needs a terminal; pass --silent"
+[ "$toolkit" = 1 ] || fail "--silent without --toolkit would install the bundled driver \
+{bundled_driver}; refusing (simulated runfile)"
+case "$toolkitpath" in /*) ;; *) fail "--toolkitpath must be absolute: $toolkitpath" ;; esac
+log INFO "Installing: CUDA Toolkit {short} into $toolkitpath"
+umask 022
+set -e
+mkdir -p "$toolkitpath/bin" "$toolkitpath/targets/x86_64-linux/lib"
+ln -sfn targets/x86_64-linux/lib "$toolkitpath/lib64"
+base64 -d > "$toolkitpath/bin/nvcc" <<'PAYLOAD'
+{nvcc}PAYLOAD
+chmod 0755 "$toolkitpath/bin/nvcc"
+base64 -d > "$toolkitpath/{lib}" <<'PAYLOAD'
+{libcudart}PAYLOAD
+ln -sfn libcudart.so.{cudart} "$toolkitpath/targets/x86_64-linux/lib/libcudart.so.{major}"
+ln -sfn libcudart.so.{major} "$toolkitpath/targets/x86_64-linux/lib/libcudart.so"
+base64 -d > "$toolkitpath/version.json" <<'PAYLOAD'
+{version_json}PAYLOAD
+log INFO "Driver:   Not Selected"
+log INFO "Toolkit:  Installed in $toolkitpath/"
+"""
+    path = f"compute/cuda/{release}/local_installers/cuda_{release}_{bundled_driver}_linux.run"
+    return path, script.encode()
+
+
 def cuda_keyring_package(public_key_binary: bytes) -> Package:
     return Package(
         "cuda-keyring",
@@ -418,6 +536,61 @@ def cuda_keyring_package(public_key_binary: bytes) -> Package:
         files={"/usr/share/keyrings/cuda-archive-keyring.gpg": (public_key_binary, 0o644)},
         architecture="all",
     )
+
+
+# --- NVIDIA driver local repository (air-gapped hosts) ------------------------------------------
+
+LOCAL_REPO_DRIVER_VERSION = "550.144.03"
+
+
+def write_driver_local_repos(staging: Path, gpg_home: Path, workdir: Path) -> dict[str, str]:
+    """NVIDIA's nvidia-driver-local-repo-<distro>-<version>_1.0-1_amd64.deb for each CUDA repo
+    distro, where NVIDIA publishes them (compute/nvidia-driver/<version>/local_installers/).
+
+    Like NVIDIA's, the package holds a flat repository signed by a key of its own under
+    /var/nvidia-driver-local-repo-<distro>-<version>/ (the driver family of that one version
+    and the key as nvidia-driver-local-<keyid>-keyring.gpg, which the operator copies to
+    /usr/share/keyrings/) and a source list that names that keyring. Returns the SHA-256 of each
+    package by distro, which the roles must be given.
+    """
+    signer = Signer(gpg_home, "Simulated NVIDIA driver local repo", "driver-local@llmops.invalid")
+    version = LOCAL_REPO_DRIVER_VERSION
+    keyring = f"nvidia-driver-local-{signer.fingerprint[-8:].lower()}-keyring.gpg"
+    out_dir = staging / "compute" / "nvidia-driver" / version / "local_installers"
+    checksums = {}
+    for distro, spec in CUDA_REPOS.items():
+        name = f"nvidia-driver-local-repo-{distro}-{version}"
+        repo = workdir / distro / "repo"
+        write_flat_repo(
+            repo,
+            driver_packages(spec["family"], version),
+            signer,
+            workdir / distro / "build",
+            origin="NVIDIA",
+            label="NVIDIA driver local repository",
+        )
+        files = {
+            f"/var/{name}/{path.name}": (path.read_bytes(), 0o644)
+            for path in sorted(repo.iterdir())
+            if path.is_file()
+        }
+        files[f"/var/{name}/{keyring}"] = (signer.export(armor=False), 0o644)
+        source_list = f"/etc/apt/sources.list.d/nvidia-driver-local-{distro}-{version}.list"
+        files[source_list] = (
+            f"deb [signed-by=/usr/share/keyrings/{keyring}] file:///var/{name} /\n".encode(),
+            0o644,
+        )
+        pkg = Package(
+            name,
+            "1.0-1",
+            f"nvidia-driver-local repository configuration files for {version}",
+            files=files,
+            conffiles=[source_list],
+        )
+        checksums[distro] = hashlib.sha256(
+            build_deb(pkg, out_dir, workdir / distro).read_bytes()
+        ).hexdigest()
+    return checksums
 
 
 # --- NVIDIA Container Toolkit -------------------------------------------------------------------
@@ -500,16 +673,41 @@ def nct_packages(version: str) -> list[Package]:
                 f"libnvidia-container-tools (>= {version})",
                 "libnvidia-container-tools (<< 2.0.0)",
             ],
+            files={"/usr/bin/nvidia-container-runtime-hook": (NCT_HOOK, 0o755)},
             section="utils",
         ),
     ]
 
 
+# Docker's `--gpus` looks this binary up on PATH and runs it as the container's prestart hook
+# (moby daemon/nvidia_linux.go); without it dockerd answers `could not select device driver ""
+# with capabilities: [[gpu]]`. The real hook injects the GPUs; with none to inject, this one
+# reads the OCI state runc passes on stdin, notes the request and lets the container start.
+NCT_HOOK = text(
+    """
+    #!/bin/sh
+    # nvidia-container-runtime-hook (simulated for llmops.gpu_serving tests)
+    case "$1" in
+      prestart)
+        cat >/dev/null
+        mkdir -p /run/nvidia-sim && echo "prestart $(date +%s)" >>/run/nvidia-sim/hook.log
+        exit 0 ;;
+      poststart|poststop) cat >/dev/null; exit 0 ;;
+      *) echo "nvidia-container-runtime-hook: simulated; hooks: prestart" ; exit 0 ;;
+    esac
+    """
+)
+
+
 # --- Docker CE -----------------------------------------------------------------------------------
 
 
-def docker_packages(suffix: str, codename: str) -> list[Package]:
-    """containerd.io and docker-ce-cli stand-ins; docker-ce itself is repackaged (below)."""
+def docker_packages(suffix: str, codename: str, cli_repackaged: bool) -> list[Package]:
+    """containerd.io and, where docker.io carries the CLI, empty docker-ce-cli stand-ins.
+
+    docker-ce itself is repackaged (below), and so is docker-ce-cli where Debian ships the CLI
+    as a package of its own (docker-cli, Debian 13).
+    """
     pkgs = [
         Package(
             "containerd.io",
@@ -520,7 +718,7 @@ def docker_packages(suffix: str, codename: str) -> list[Package]:
             section="devel",
         )
     ]
-    for upstream in DOCKER_VERSIONS:
+    for upstream in DOCKER_VERSIONS if not cli_repackaged else ():
         version = f"5:{upstream}-1~{suffix}~{codename}"
         pkgs.append(
             Package(
@@ -542,6 +740,12 @@ def debian_docker_io(release: str, cache: Path) -> Path:
     return debs[-1]
 
 
+def debian_docker_cli(release: str, cache: Path) -> Path | None:
+    """Debian's docker-cli .deb where the release splits the CLI out of docker.io, else None."""
+    debs = sorted(debian_mirror_debs(release, cache).glob("docker-cli_*.deb"))
+    return debs[-1] if debs else None
+
+
 def repackage_docker_ce(docker_io: Path, version: str, pool: Path, workdir: Path) -> None:
     """Debian's real engine under Docker's package name and version.
 
@@ -550,9 +754,57 @@ def repackage_docker_ce(docker_io: Path, version: str, pool: Path, workdir: Path
     renamed, and conflicts with docker.io as the real docker-ce does. `docker version` reports
     Debian's engine version; the package version is Docker's.
     """
-    root = workdir / f"docker-ce-{version.replace(':', '_')}"
+    repackage_debian_docker(
+        docker_io,
+        "docker-ce",
+        version,
+        {
+            "Depends": f", docker-ce-cli (= {version}), containerd.io (>= 1.6.24)",
+            "Conflicts": "docker.io, docker-engine, docker-engine-cs",
+            "Replaces": "docker.io, docker-engine, docker-engine-cs",
+            "Description": (
+                "Docker: the open-source application container engine (simulated for tests)\n"
+                " Debian's docker.io repackaged by the llmops.gpu_serving test harness under"
+                " Docker CE's\n package name and version."
+            ),
+        },
+        pool=pool,
+        workdir=workdir,
+    )
+
+
+def repackage_docker_ce_cli(docker_cli: Path, version: str, pool: Path, workdir: Path) -> None:
+    """Debian's real CLI (docker-cli, Debian 13 and later) as Docker's docker-ce-cli.
+
+    Debian 13's docker.io holds only the engine; its CLI is docker-cli, a mere Recommends that
+    declares `Conflicts: docker-ce-cli`. Without this the simulated docker-ce would have no
+    `docker` command, unlike the real one.
+    """
+    repackage_debian_docker(
+        docker_cli,
+        "docker-ce-cli",
+        version,
+        {
+            "Conflicts": "docker-cli, docker.io, docker-engine, docker-engine-cs",
+            "Replaces": "docker-cli, docker.io, docker-engine, docker-engine-cs",
+            "Description": (
+                "Docker CLI: the open-source application container engine (simulated for tests)\n"
+                " Debian's docker-cli repackaged by the llmops.gpu_serving test harness under"
+                " Docker CE's\n package name and version."
+            ),
+        },
+        pool=pool,
+        workdir=workdir,
+    )
+
+
+def repackage_debian_docker(
+    source: Path, name: str, version: str, changes: dict[str, str], *, pool: Path, workdir: Path
+) -> None:
+    """Rebuild a Debian .deb as `name` at `version`; a change starting with ", " is appended."""
+    root = workdir / f"{name}-{version.replace(':', '_')}"
     root.parent.mkdir(parents=True, exist_ok=True)
-    run(["dpkg-deb", "-R", str(docker_io), str(root)])
+    run(["dpkg-deb", "-R", str(source), str(root)])
     control_path = root / "DEBIAN" / "control"
     fields: dict[str, str] = {}
     key = ""
@@ -562,26 +814,23 @@ def repackage_docker_ce(docker_io: Path, version: str, pool: Path, workdir: Path
         else:
             key, _, value = line.partition(":")
             fields[key] = value.strip()
-    fields["Package"] = "docker-ce"
+    fields["Package"] = name
     fields["Version"] = version
-    fields["Depends"] += f", docker-ce-cli (= {version}), containerd.io (>= 1.6.24)"
-    fields["Conflicts"] = "docker.io, docker-engine, docker-engine-cs"
-    fields["Replaces"] = "docker.io, docker-engine, docker-engine-cs"
     fields.pop("Breaks", None)
     fields.pop("Built-Using", None)
     fields.pop("Source", None)
-    fields["Description"] = (
-        "Docker: the open-source application container engine (simulated for tests)\n"
-        " Debian's docker.io repackaged by the llmops.gpu_serving test harness under Docker CE's\n"
-        " package name and version."
-    )
+    for field_name, value in changes.items():
+        if value.startswith(", "):
+            fields[field_name] = fields.get(field_name, "") + value
+        else:
+            fields[field_name] = value
     control_path.write_text("".join(f"{k}: {v}\n" for k, v in fields.items()))
     pool.mkdir(parents=True, exist_ok=True)
     upstream = version.split(":", 1)[-1]
     run(
         # Fast compression: the engine's binaries are large and only ever read locally.
         ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", str(root),
-         str(pool / f"docker-ce_{upstream}_amd64.deb")],
+         str(pool / f"{name}_{upstream}_amd64.deb")],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     shutil.rmtree(root)
@@ -618,6 +867,10 @@ DEBIAN_MIRROR_GROUPS = (
     ("unattended-upgrades",),  # present on Ubuntu hosts; the driver role configures it
 )
 
+# Per-release additions: Debian 13 splits the docker CLI out of docker.io into docker-cli (only
+# Recommended, so a --no-install-recommends install of docker.io has no `docker` command).
+DEBIAN_MIRROR_RELEASE_GROUPS = {"13": (("docker-cli",),)}
+
 
 def image_id(release: str) -> str:
     return run(
@@ -634,7 +887,8 @@ def debian_mirror_debs(release: str, cache: Path) -> Path:
     what a role's apt transaction will ask for; cached by image and package list, because
     another image (rebuilt base packages) can need other versions.
     """
-    key = hashlib.sha256((image_id(release) + repr(DEBIAN_MIRROR_GROUPS)).encode()).hexdigest()[:16]
+    groups = DEBIAN_MIRROR_GROUPS + DEBIAN_MIRROR_RELEASE_GROUPS.get(release, ())
+    key = hashlib.sha256((image_id(release) + repr(groups)).encode()).hexdigest()[:16]
     target = cache / f"debian{release}-mirror-{key}"
     if (target / ".complete").is_file():
         return target
@@ -643,7 +897,7 @@ def debian_mirror_debs(release: str, cache: Path) -> Path:
     installs = " && ".join(
         "apt-get install -qq --download-only --no-install-recommends -o Dir::Cache::archives=/out "
         + " ".join(group)
-        for group in DEBIAN_MIRROR_GROUPS
+        for group in groups
     )
     print(f"[vendor-repo] downloading Debian {release} packages for the mirror", file=sys.stderr)
     run(
@@ -824,6 +1078,12 @@ def build(out: Path, mount_point: str) -> dict:
             # Same file name as NVIDIA's key (3bf863cc.pub), simulated key inside: the roles find
             # it where they would on a real host and must be given this key's fingerprint.
             (directory / "3bf863cc.pub").write_bytes(signers["cuda"].export(armor=True))
+        driver_local_sha256 = write_driver_local_repos(
+            staging, tmpdir / "gpg-driver-local", work / "driver-local"
+        )
+        runfile_path, runfile = cuda_runfile("12.4.1")
+        (staging / runfile_path).parent.mkdir(parents=True)
+        (staging / runfile_path).write_bytes(runfile)
 
         nct_dir = staging / "libnvidia-container" / "stable" / "deb" / "amd64"
         nct_pkgs = [pkg for version in NCT_VERSIONS for pkg in nct_packages(version)]
@@ -841,6 +1101,7 @@ def build(out: Path, mount_point: str) -> dict:
             base = staging / "docker" / "linux" / distro
             for codename, (suffix, release) in codenames.items():
                 docker_io = debian_docker_io(release, out.parent / "cache")
+                docker_cli = debian_docker_cli(release, out.parent / "cache")
                 for upstream in DOCKER_VERSIONS:
                     repackage_docker_ce(
                         docker_io,
@@ -848,10 +1109,17 @@ def build(out: Path, mount_point: str) -> dict:
                         base / "pool" / codename / "stable",
                         work / f"docker-ce-{codename}",
                     )
+                    if docker_cli is not None:
+                        repackage_docker_ce_cli(
+                            docker_cli,
+                            f"5:{upstream}-1~{suffix}~{codename}",
+                            base / "pool" / codename / "stable",
+                            work / f"docker-ce-cli-{codename}",
+                        )
                 write_dists_repo(
                     base,
                     codename,
-                    docker_packages(suffix, codename),
+                    docker_packages(suffix, codename, cli_repackaged=docker_cli is not None),
                     signers["docker"],
                     work / f"docker-{codename}",
                 )
@@ -881,6 +1149,10 @@ def build(out: Path, mount_point: str) -> dict:
             "vendor_repo_root": url,
             "vendor_repo_cuda_base_url": f"{url}/compute/cuda/repos",
             "vendor_repo_cuda_key_fingerprint": signers["cuda"].fingerprint,
+            "vendor_repo_driver_local_repo_base_url": f"{url}/compute/nvidia-driver",
+            "vendor_repo_driver_local_repo_sha256": driver_local_sha256,
+            "vendor_repo_cuda_runfile_url": f"{url}/{runfile_path}",
+            "vendor_repo_cuda_runfile_sha256": hashlib.sha256(runfile).hexdigest(),
             "vendor_repo_nct_url": f"{url}/libnvidia-container/stable/deb",
             "vendor_repo_nct_key_url": f"{url}/libnvidia-container/gpgkey",
             "vendor_repo_nct_key_fingerprint": signers["nct"].fingerprint,
@@ -890,6 +1162,9 @@ def build(out: Path, mount_point: str) -> dict:
             "vendor_repo_distro_extras_key_url": f"{url}/distro-extras/gpgkey",
             "vendor_repo_distro_extras_key_fingerprint": signers["distro"].fingerprint,
             "vendor_repo_debian_mirror_url": f"{url}/debian",
+            # The harness's output on the controller (image archives, models): for variables
+            # that name controller-side files, such as vllm_server_image_archive.
+            "vendor_repo_harness_output_dir": str(out.parent.resolve()),
             "vendor_repo_kernel_headers_package": f"linux-headers-{platform.release()}",
         }
         tmp_out = out.with_name(out.name + ".new")

@@ -8,6 +8,7 @@ drifts from the facts in ../shared/facts/nvidia-stack.md, these fail before any 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -226,6 +227,70 @@ def test_cuda_toolkit_12_4_only_where_nvidia_ships_it(host):
     assert "Cuda compilation tools, release 12.4, V12.4.131" in out
 
 
+def test_cuda_toolkit_packages_own_the_cuda_alternative_and_libcudart(host):
+    if not host.release["cuda_12_4"]:
+        pytest.skip("no cuda-toolkit-12-4 in this repository")
+    host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cuda-toolkit-12-4")
+    # As NVIDIA's packages do: /usr/local/cuda -> /etc/alternatives/cuda -> the newest toolkit.
+    assert host.sh("readlink /usr/local/cuda").stdout.strip() == "/etc/alternatives/cuda"
+    query = host.sh("update-alternatives --query cuda").stdout
+    assert "Value: /usr/local/cuda-12.4" in query
+    host.sh("echo /usr/local/cuda-12.4/lib64 > /etc/ld.so.conf.d/sim-cuda.conf && ldconfig")
+    cache = host.sh("ldconfig -p").stdout
+    assert "libcudart.so.12 (libc6,x86-64) => /usr/local/cuda-12.4/lib64/libcudart.so.12" in cache
+    host.sh(
+        "rm /etc/ld.so.conf.d/sim-cuda.conf && apt-get purge -y -qq cuda-toolkit-12-4 "
+        "cuda-nvcc-12-4 cuda-cudart-12-4 cuda-toolkit-12-4-config-common && ldconfig"
+    )
+    assert host.sh("update-alternatives --query cuda", check=False).returncode == 2
+
+
+RUNFILE = "/srv/vendor-repo/compute/cuda/12.4.1/local_installers/cuda_12.4.1_550.54.15_linux.run"
+
+
+def test_cuda_runfile_is_published_at_nvidias_path_with_its_checksum(vendor_vars):
+    url = vendor_vars["vendor_repo_cuda_runfile_url"]
+    assert url == f"file://{RUNFILE}"
+    content = (VENDOR_REPO / RUNFILE.removeprefix("/srv/vendor-repo/")).read_bytes()
+    assert hashlib.sha256(content).hexdigest() == vendor_vars["vendor_repo_cuda_runfile_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("--toolkit", "pass --silent"),
+        ("--silent", "--silent without --toolkit would install the bundled driver 550.54.15"),
+        ("--silent --toolkit --driver", "Refusing to install the bundled driver 550.54.15"),
+        ("--silent --toolkit --no-such-option", "Unknown option: --no-such-option"),
+    ],
+)
+def test_cuda_runfile_refuses_anything_but_a_silent_toolkit_install(host, args, message):
+    result = host.sh(f"sh {RUNFILE} {args} --toolkitpath=/opt/refused/cuda-12.4", check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert host.sh("test -e /opt/refused", check=False).returncode != 0
+    assert message in host.sh("cat /var/log/cuda-installer.log").stdout
+
+
+def test_cuda_runfile_installs_the_toolkit_where_it_is_told(host):
+    host.sh(
+        f"mkdir -p /var/tmp/runfile && sh {RUNFILE} --silent --toolkit "
+        "--toolkitpath=/opt/cuda-12.4 --tmpdir=/var/tmp/runfile "
+        "--no-opengl-libs --no-drm --no-man-page"
+    )
+    nvcc = host.sh("/opt/cuda-12.4/bin/nvcc --version").stdout
+    assert "Cuda compilation tools, release 12.4, V12.4.131" in nvcc
+    version = json.loads(host.sh("cat /opt/cuda-12.4/version.json").stdout)
+    assert version["cuda"]["version"] == "12.4.1"
+    host.sh("echo /opt/cuda-12.4/lib64 > /etc/ld.so.conf.d/sim-runfile.conf && ldconfig")
+    cache = host.sh("ldconfig -p").stdout
+    assert "libcudart.so.12 (libc6,x86-64) => /opt/cuda-12.4/lib64/libcudart.so.12" in cache
+    log = host.sh("cat /var/log/cuda-installer.log").stdout
+    assert "Toolkit:  Installed in /opt/cuda-12.4/" in log
+    assert "Driver:   Not Selected" in log
+    host.sh("rm -rf /opt/cuda-12.4 /var/tmp/runfile /etc/ld.so.conf.d/sim-runfile.conf && ldconfig")
+
+
 def test_container_toolkit_versions(host):
     madison = host.sh("apt-cache madison nvidia-container-toolkit").stdout
     assert {"1.17.7-1", "1.17.8-1", "1.18.0-1"} <= set(re.findall(r"\|\s*(\S+)\s*\|", madison))
@@ -261,6 +326,16 @@ def test_docker_ce_versions_carry_epoch_and_distro_suffix(host):
     assert not re.search(r"^Inst docker\.io ", plan, re.MULTILINE), plan
     show = host.sh(f"apt-cache show docker-ce=5:27.5.1-1~{suffix}~{codename}").stdout
     assert re.search(r"^Conflicts: .*docker\.io", show, re.MULTILINE), show
+
+
+def test_docker_ce_and_its_cli_ship_engine_and_client(host):
+    # Debian 13's docker.io has no client (it moved to docker-cli, which conflicts with
+    # docker-ce-cli): between them the two simulated packages must carry both, as Docker's do.
+    codename = host.release["codename"]
+    pool = f"/srv/vendor-repo/docker/linux/debian/pool/{codename}/stable"
+    files = host.sh(f"for deb in {pool}/docker-ce*_27.5.1-*.deb; do dpkg-deb -c $deb; done").stdout
+    assert re.search(r" \./usr/bin/docker$", files, re.MULTILINE), files
+    assert re.search(r" \./usr/sbin/dockerd$", files, re.MULTILINE), files
 
 
 def test_kernel_headers_for_the_running_kernel(host, vendor_vars):

@@ -209,27 +209,10 @@ def run_preflight(
     return result
 
 
-def compare_with_report(plan: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
-    """Plan and vLLM's reported figures side by side, with the prediction error in percent.
-
-    ``report`` is vllm_logs.parse_memory_report's dict. Figures either side lacks are None.
-    """
-    rows = {}
-    for key in ("kv_cache_gib", "weights_gib", "gpu_blocks", "kv_cache_tokens", "max_concurrency"):
-        predicted = plan.get(key)
-        measured = report.get(key)
-        error = None
-        if isinstance(predicted, (int, float)) and isinstance(measured, (int, float)) and measured:
-            error = round((predicted - measured) / measured * 100, 1)
-        rows[key] = {"planned": predicted, "reported": measured, "error_pct": error}
-    return rows
-
-
 __all__ = [
     "DEFAULT_RESERVED_GIB",
     "GIB",
     "PreflightError",
-    "compare_with_report",
     "read_model_dir",
     "run_preflight",
     "usable_gpu_memory_gib",

@@ -162,6 +162,30 @@ def probe_address(bind_address: str | None) -> str:
     return bind_address
 
 
+def exposure_warning(
+    bind_address: str | None, port: int, api_key: str | None, env: Mapping[str, Any] | None
+) -> str | None:
+    """A warning when the server is published beyond this host without an API key.
+
+    vLLM takes the key from ``--api-key`` or the ``VLLM_API_KEY`` environment variable; without
+    either, anyone who reaches a port published on a routable address can use the model.
+    """
+    if not port or api_key or (env or {}).get("VLLM_API_KEY"):
+        return None
+    address = bind_address or "0.0.0.0"
+    try:
+        if ipaddress.ip_address(address).is_loopback:
+            return None
+    except ValueError:
+        if address == "localhost":
+            return None
+    return (
+        f"the server is published on {address}:{port} without an API key: anyone who reaches "
+        "that address can use the model; set api_key (vllm_server_api_key), or bind_address "
+        "127.0.0.1"
+    )
+
+
 def validate_options(params: Mapping[str, Any]) -> list[str]:
     """Every error in the options, before anything touches Docker. Empty when all is well.
 

@@ -323,6 +323,9 @@ attributes:
     details:
       - Pulls nothing, creates, stops and removes nothing; reports what would change. An image
         that is not on the host yet counts as a change.
+      - A running container that matches the options is still verified (log, C(/health),
+        C(/v1/models), memory report, O(expect)), since reading them changes nothing; a server
+        that no longer serves fails the check.
   diff_mode:
     support: full
     details:
@@ -578,6 +581,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     compare_specs,
     desired_spec,
     display_spec,
+    exposure_warning,
     image_env,
     memory_summary,
     parse_cache_config_info,
@@ -785,6 +789,9 @@ class VllmContainer:
         except FlagError as err:
             raise ModuleFailure(str(err), kind="bad_argument") from err
         self.warnings.extend(built["warnings"])
+        exposed = exposure_warning(p["bind_address"], p["port"], p["api_key"], p["env"])
+        if exposed:
+            self.warnings.append(exposed)
         digests = attrs.get("RepoDigests") or []
         self.result["image"] = {
             "ref": p["image"],
@@ -1081,8 +1088,8 @@ class VllmContainer:
                 self.result["changed"] = True
             if existing.status == "running":
                 self.result["container"] = _container_info(existing)
-                if self.check_mode:
-                    return
+                # Check mode verifies too: reading the log and the API changes nothing, and an
+                # audit (playbooks/verify.yml) needs to know that the server still serves.
                 outcome = self.wait_ready(existing, started_now=False)
                 if not outcome["ok"]:
                     raise ModuleFailure(outcome["msg"], **outcome["details"])

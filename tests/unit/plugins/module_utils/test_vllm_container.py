@@ -19,6 +19,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     compare_specs,
     desired_spec,
     display_spec,
+    exposure_warning,
     image_env,
     models_listed,
     parse_cache_config_info,
@@ -366,3 +367,25 @@ def test_models_listed_and_probe_address():
     assert probe_address("0.0.0.0") == "127.0.0.1"
     assert probe_address("") == "127.0.0.1"
     assert probe_address("10.0.0.5") == "10.0.0.5"
+
+
+@pytest.mark.parametrize(
+    ("bind_address", "port", "api_key", "env", "warned"),
+    [
+        ("127.0.0.1", 8000, None, {}, False),
+        ("::1", 8000, None, {}, False),
+        ("localhost", 8000, None, {}, False),
+        ("0.0.0.0", 8000, None, {}, True),
+        ("", 8000, None, {}, True),
+        ("10.0.0.5", 8000, "", None, True),
+        ("0.0.0.0", 8000, "sk-x", {}, False),
+        ("0.0.0.0", 8000, None, {"VLLM_API_KEY": "sk-x"}, False),
+        ("0.0.0.0", 0, None, {}, False),
+    ],
+)
+def test_exposure_warning(bind_address, port, api_key, env, warned):
+    warning = exposure_warning(bind_address, port, api_key, env)
+    assert (warning is not None) is warned
+    if warned:
+        assert f":{port} without an API key" in warning
+        assert "vllm_server_api_key" in warning

@@ -14,6 +14,8 @@ name=${LLMOPS_SANDBOX_NAME:-llmops-sandbox}
 network=${LLMOPS_SANDBOX_NETWORK:-llmops-sandbox-net}
 image=${LLMOPS_SANDBOX_IMAGE:-llmops-test/debian:13}
 port=${LLMOPS_SANDBOX_PORT:-8000}
+# The demo key of inventories/sandbox/hosts.yml.
+api_key=${LLMOPS_SANDBOX_API_KEY:-llmops-sandbox-demo-key}
 
 # Docker-in-Docker without --privileged (refused on the machines this is tested on): every
 # capability but SYS_RESOURCE, no seccomp/apparmor confinement, and a bridge network of its
@@ -76,10 +78,14 @@ TXT
     echo "nvidia-smi: not installed yet"
   fi
   if docker exec "$name" test -f /etc/llmops/serving.json 2>/dev/null; then
-    docker exec "$name" cat /etc/llmops/serving.json
-    echo "Endpoint answer (GET http://127.0.0.1:$port/v1/models):"
-    python3 -c "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())" \
-      "http://127.0.0.1:$port/v1/models"
+    echo
+    report=$(mktemp)
+    docker exec "$name" cat /etc/llmops/serving.json >"$report"
+    python3 "$here/sandbox_summary.py" "$report" "http://127.0.0.1:$port" "$api_key" || {
+      rm -f "$report"
+      exit 1
+    }
+    rm -f "$report"
   else
     echo "No verified vLLM server yet (/etc/llmops/serving.json absent)."
   fi

@@ -612,3 +612,50 @@ def models_listed(body: str, served_names: Sequence[str]) -> tuple[bool, list[st
         return False, []
     ids = [str(entry.get("id")) for entry in (data.get("data") or []) if isinstance(entry, dict)]
     return all(name in ids for name in served_names), ids
+
+
+SMOKE_PROMPT = "Reply with the single word OK."
+
+
+def smoke_request(served_name: str) -> dict[str, Any]:
+    """The body of the smoke test: one short, deterministic chat completion."""
+    return {
+        "model": served_name,
+        "messages": [{"role": "user", "content": SMOKE_PROMPT}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+
+
+def check_chat_answer(status: int | None, body: str) -> tuple[bool, str]:
+    """Judge the answer to smoke_request(): (ok, what it said or why it is not an answer).
+
+    An OpenAI chat completion has ``choices[0].message``; its ``content`` may be null (a
+    reasoning model whose few tokens were all reasoning, under a reasoning parser, or a tool
+    call), so a message is enough. vLLM's error answers are ``{"object": "error", "message":
+    ...}`` (up to 0.10), ``{"error": {"message": ...}}`` (later) and, for a missing or wrong API
+    key, ``{"error": "Unauthorized"}``.
+    """
+    if status is None:
+        return False, "no answer (connection refused, reset or timed out)"
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError):
+        data = None
+    if status != 200:
+        detail = body.strip()
+        if isinstance(data, dict):
+            error = data.get("error")
+            if isinstance(error, dict) and error.get("message"):
+                detail = str(error["message"])
+            elif isinstance(error, str) and error:
+                detail = error
+            elif data.get("message") or data.get("detail"):
+                detail = str(data.get("message") or data.get("detail"))
+        return False, f"HTTP {status}: {detail[:300]}"
+    choices = data.get("choices") if isinstance(data, dict) else None
+    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        return False, f"HTTP 200 without choices[0].message: {body.strip()[:300]}"
+    reply = message.get("content") or message.get("reasoning_content") or ""
+    return True, str(reply)[:200]

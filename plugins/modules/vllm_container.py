@@ -315,6 +315,20 @@ options:
       - The result of the P(llmops.gpu_serving.vllm_memory_plan#filter) filter, reported side by
         side with the measured figures with the prediction error in percent.
     type: dict
+  smoke_test:
+    description:
+      - After the server is ready and its budget verified, send one short chat completion
+        (C(POST /v1/chat/completions), 8 tokens at temperature 0) to the first
+        O(served_model_name). A failed request counts as a failed start
+        (RV(kind=smoke_test_failed)), so a changed configuration is rolled back before the
+        previous container is removed.
+    type: bool
+    default: false
+  smoke_test_timeout:
+    description:
+      - Seconds the smoke request may take (the first request after a start can be slow).
+    type: int
+    default: 120
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -507,6 +521,13 @@ budget:
   description: The O(expect) check - violations (expect, limit, value, msg) and notes.
   returned: when O(state=started)
   type: dict
+smoke_test:
+  description:
+    - The smoke request (O(smoke_test)) - passed, status (HTTP status, null without an
+      answer), seconds, reply (the start of the answer's content).
+  returned: when O(smoke_test) is true and the server was ready
+  type: dict
+  sample: {"passed": true, "status": 200, "seconds": 0.41, "reply": "OK"}
 plan_comparison:
   description: Per figure, the planned value (O(plan)), the measured one and error_pct.
   returned: when O(plan) is given and O(state=started)
@@ -539,7 +560,8 @@ kind:
     - Why the server did not become ready - kv_cache_too_small, no_cache_memory,
       gpu_memory_busy, cuda_oom, nccl, cuda_driver, model_not_found, bad_argument,
       engine_failed (a wrapper, or an exit without a recognised cause), budget_violation,
-      ready_timeout, docker_error (Docker refused to create or start the container).
+      smoke_test_failed, ready_timeout, docker_error (Docker refused to create or start the
+      container).
   returned: failure
   type: str
   sample: kv_cache_too_small
@@ -561,6 +583,7 @@ exit_code:
 
 import contextlib
 import json
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -576,6 +599,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     PREVIOUS_SUFFIX,
     actual_spec,
     check_budget,
+    check_chat_answer,
     check_tensor_parallel_size,
     compare_plan,
     compare_specs,
@@ -589,6 +613,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     parse_ulimits,
     probe_address,
     reconcile_metrics,
+    smoke_request,
     validate_options,
     visible_gpu_count,
 )
@@ -873,18 +898,29 @@ class VllmContainer:
 
     # --- readiness -----------------------------------------------------------------------
 
-    def _probe(self, path: str) -> tuple[int | None, str]:
+    def _probe(
+        self, path: str, body: dict[str, Any] | None = None, timeout: float = 3
+    ) -> tuple[int | None, str]:
+        """GET ``path`` (POST ``body`` as JSON when given); (status or None, text)."""
         host = self.p["probe_host"] or probe_address(self.p["bind_address"])
-        request = urllib.request.Request(f"http://{host}:{self.p['port']}{path}")
+        request = urllib.request.Request(
+            f"http://{host}:{self.p['port']}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"} if body is not None else {},
+        )
         if self.p["api_key"]:
             request.add_header("Authorization", f"Bearer {self.p['api_key']}")
         try:
-            with urllib.request.urlopen(request, timeout=3) as answer:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
                 return answer.status, answer.read().decode("utf-8", errors="replace")
         except urllib.error.HTTPError as err:
             return err.code, err.read().decode("utf-8", errors="replace")
         except (OSError, ValueError):
             return None, ""
+
+    def _served_names(self) -> list[str]:
+        """What /v1/models must list: the served names, else the model path as vLLM does."""
+        return self.p["served_model_name"] or [self.p["model"] or self.p["model_container_path"]]
 
     def wait_ready(self, container, *, started_now: bool) -> dict[str, Any]:
         """Wait for readiness, then read and verify the memory report."""
@@ -917,7 +953,7 @@ class VllmContainer:
                 "restarted": restarted,
             }
 
-        served = self.p["served_model_name"] or [self.p["model"] or self.p["model_container_path"]]
+        served = self._served_names()
         wait = wait_until_ready(
             read_logs=follower.drain,
             container_state=state,
@@ -1008,7 +1044,32 @@ class VllmContainer:
                     "msg": f"{self.name} serves, but its memory budget misses the floors: {text}",
                     "details": {"kind": "budget_violation", "proof": self._budget_proof(log_text)},
                 }
+        if p["smoke_test"]:
+            return self.smoke_test()
         return {"ok": True}
+
+    def smoke_test(self) -> dict[str, Any]:
+        """One real chat completion: the server answers requests, not only its probes."""
+        served = self._served_names()[0]
+        started = time.monotonic()
+        status, text = self._probe(
+            "/v1/chat/completions", smoke_request(served), timeout=self.p["smoke_test_timeout"]
+        )
+        ok, said = check_chat_answer(status, text)
+        self.result["smoke_test"] = {
+            "passed": ok,
+            "status": status,
+            "seconds": round(time.monotonic() - started, 2),
+            "reply": said if ok else None,
+        }
+        if ok:
+            return {"ok": True}
+        proof = f"POST /v1/chat/completions (model {served}): {said}"
+        return {
+            "ok": False,
+            "msg": f"{self.name} is ready, but the smoke request failed: {said}",
+            "details": {"kind": "smoke_test_failed", "proof": [proof]},
+        }
 
     @staticmethod
     def _budget_proof(log_text: str) -> list[str]:
@@ -1219,7 +1280,7 @@ class VllmContainer:
             # The result describes the failed new container; the restored one's readiness and
             # memory report go under rollback.
             keys = ("memory", "budget", "metrics", "metrics_mismatches", "plan_comparison")
-            keys += ("ready_seconds", "timings")
+            keys += ("ready_seconds", "timings", "smoke_test")
             saved = {key: self.result[key] for key in keys if key in self.result}
             outcome = self.wait_ready(old, started_now=False)
             info["ready"] = outcome["ok"]
@@ -1317,6 +1378,8 @@ def main() -> None:
             "on_budget_violation": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
             "rollback": {"type": "bool", "default": True},
             "plan": {"type": "dict"},
+            "smoke_test": {"type": "bool", "default": False},
+            "smoke_test_timeout": {"type": "int", "default": 120},
         },
         required_if=[("state", "started", ["image"]), ("state", "present", ["image"])],
         supports_check_mode=True,

@@ -262,6 +262,34 @@ def test_failed_change_is_classified_fast_and_rolled_back(tmp_path, seed, name):
     )
 
 
+def test_smoke_request_gates_the_change(tmp_path, seed, name):
+    smoked = dict(seed, smoke_test=True)
+    result, _ = run_module(tmp_path, smoked)
+    assert not result.get("failed"), result["msg"]
+    assert result["smoke_test"]["passed"] is True
+    assert result["smoke_test"]["status"] == 200
+    assert result["smoke_test"]["reply"].startswith("stand-in vLLM 0.8.5")
+    good = result["container"]["id"]
+
+    # Ready, lists its model, answers /health, and fails every chat request: only a real
+    # request finds out. The change is rolled back before the previous container is removed.
+    broken = dict(smoked, env={"STANDIN_SPEED": SPEED, "STANDIN_CHAT_TEMPLATE": "missing"})
+    result, _ = run_module(tmp_path, broken)
+    assert result["failed"] is True
+    assert result["kind"] == "smoke_test_failed"
+    assert "default chat template is no longer allowed" in result["proof"][0]
+    assert result["smoke_test"] == {
+        "passed": False,
+        "status": 400,
+        "seconds": result["smoke_test"]["seconds"],
+        "reply": None,
+    }
+    assert result["rolled_back"] is True
+    assert result["rollback"]["ready"] is True
+    assert container_id(name) == good
+    assert container_status(name) == "running"
+
+
 @pytest.mark.parametrize(
     "case",
     [

@@ -305,6 +305,12 @@ class Handler(BaseHTTPRequestHandler):
                 },
             )
             return
+        if os.environ.get("STANDIN_CHAT_TEMPLATE") == "missing":
+            # A model whose tokenizer has no chat template: vLLM is ready and lists it, and every
+            # chat request fails (body as a vLLM 0.8-era server answered it, quoted in
+            # tests/unit/plugins/module_utils/test_vllm_container.py).
+            self._json(400, CHAT_TEMPLATE_MISSING)
+            return
         messages = request.get("messages") or []
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         content = f"stand-in vLLM {VERSION}: {len(messages)} message(s) received."
@@ -330,6 +336,16 @@ class Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+
+CHAT_TEMPLATE_MISSING = {
+    "object": "error",
+    "message": "As of transformers v4.44, default chat template is no longer allowed, so you "
+    "must provide a chat template if the tokenizer does not define one. None",
+    "type": "BadRequestError",
+    "param": None,
+    "code": 400,
+}
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     MANAGED_LABEL,
     actual_spec,
     check_budget,
+    check_chat_answer,
     check_tensor_parallel_size,
     compare_plan,
     compare_specs,
@@ -28,6 +29,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     parse_ulimits,
     probe_address,
     reconcile_metrics,
+    smoke_request,
     validate_options,
     visible_gpu_count,
 )
@@ -389,3 +391,79 @@ def test_exposure_warning(bind_address, port, api_key, env, warned):
     if warned:
         assert f":{port} without an API key" in warning
         assert "vllm_server_api_key" in warning
+
+
+# Answers to the smoke request. OLD_ERROR is captured from a vLLM server (0.8-era ErrorResponse,
+# runpod-workers/worker-vllm issue #57); the others are written in the shapes of vLLM's protocol
+# (the later nested ErrorResponse, the API-key middleware's 401, a chat completion, and one whose
+# few tokens were all reasoning under a reasoning parser).
+OLD_ERROR = (
+    '{"code":404,"message":"The model `a model that does not exist` does not exist.",'
+    '"object":"error","param":null,"type":"NotFoundError"}'
+)
+NESTED_ERROR = (
+    '{"error":{"message":"max_tokens must be at least 1, got 0.","type":"BadRequestError",'
+    '"param":null,"code":400}}'
+)
+UNAUTHORIZED = '{"error":"Unauthorized"}'
+# A model without a chat template on vLLM 0.8-era (the openai client's print of the body, in a
+# public deployment note found by searching for the message, turned back into JSON).
+NO_CHAT_TEMPLATE = json.dumps(
+    {
+        "object": "error",
+        "message": "As of transformers v4.44, default chat template is no longer allowed, so "
+        "you must provide a chat template if the tokenizer does not define one. None",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+)
+ANSWER = (
+    '{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"coder","choices":'
+    '[{"index":0,"message":{"role":"assistant","content":"OK"},"finish_reason":"stop"}],'
+    '"usage":{"prompt_tokens":14,"completion_tokens":2,"total_tokens":16}}'
+)
+REASONING_ONLY = (
+    '{"id":"chatcmpl-2","object":"chat.completion","created":1,"model":"coder","choices":'
+    '[{"index":0,"message":{"role":"assistant","content":null,"reasoning_content":"Okay, the"},'
+    '"finish_reason":"length"}]}'
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "ok", "said"),
+    [
+        (200, ANSWER, True, "OK"),
+        (200, REASONING_ONLY, True, "Okay, the"),
+        (
+            404,
+            OLD_ERROR,
+            False,
+            "HTTP 404: The model `a model that does not exist` does not exist.",
+        ),
+        (400, NESTED_ERROR, False, "HTTP 400: max_tokens must be at least 1, got 0."),
+        (401, UNAUTHORIZED, False, "HTTP 401: Unauthorized"),
+        (
+            400,
+            NO_CHAT_TEMPLATE,
+            False,
+            "HTTP 400: As of transformers v4.44, default chat "
+            "template is no longer allowed, so you must provide a chat template if the tokenizer "
+            "does not define one. None",
+        ),
+        (500, "Internal Server Error", False, "HTTP 500: Internal Server Error"),
+        (200, '{"choices": []}', False, 'HTTP 200 without choices[0].message: {"choices": []}'),
+        (200, "<p>proxy</p>", False, "HTTP 200 without choices[0].message: <p>proxy</p>"),
+        (None, "", False, "no answer (connection refused, reset or timed out)"),
+    ],
+)
+def test_check_chat_answer(status, body, ok, said):
+    assert check_chat_answer(status, body) == (ok, said)
+
+
+def test_smoke_request_is_short_and_deterministic():
+    body = smoke_request("coder")
+    assert body["model"] == "coder"
+    assert body["max_tokens"] <= 16
+    assert body["temperature"] == 0
+    assert body["messages"][0]["role"] == "user"

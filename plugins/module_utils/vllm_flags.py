@@ -90,6 +90,7 @@ OWNED_FLAGS: dict[str, str] = {
     "--max-num-batched-tokens": "max_num_batched_tokens",
     "--gpu-memory-utilization": "gpu_memory_utilization",
     "--block-size": "block_size",
+    "--kv-cache-dtype": "kv_cache_dtype",
     "--enable-chunked-prefill": "enable_chunked_prefill",
     "--swap-space": "swap_space",
     "--tokenizer-pool-size": "tokenizer_pool_size",
@@ -255,7 +256,7 @@ def build_vllm_args(
 
     ``options`` holds the module's typed options (model, served_model_name,
     tensor_parallel_size, dtype, max_model_len, max_num_batched_tokens,
-    gpu_memory_utilization, block_size, enable_chunked_prefill, swap_space,
+    gpu_memory_utilization, block_size, kv_cache_dtype, enable_chunked_prefill, swap_space,
     tokenizer_pool_size, disable_custom_all_reduce, rope_scaling, api_key, container_port,
     extra_args); None or a missing key means "not passed". ``style`` is what
     entrypoint_style() returned. ``on_unsupported`` is ``warn`` (drop the flag and say so) or
@@ -313,6 +314,7 @@ def build_vllm_args(
     value_flag("--max-num-batched-tokens", options.get("max_num_batched_tokens"))
     value_flag("--gpu-memory-utilization", options.get("gpu_memory_utilization"))
     value_flag("--block-size", options.get("block_size"))
+    value_flag("--kv-cache-dtype", options.get("kv_cache_dtype"))
     if options.get("enable_chunked_prefill"):
         args.append("--enable-chunked-prefill")
     value_flag("--swap-space", options.get("swap_space"))

@@ -189,6 +189,11 @@ options:
     description:
       - C(--block-size). vLLM up to 0.11 accepts 1, 8, 16, 32, 64 or 128 only.
     type: int
+  kv_cache_dtype:
+    description:
+      - C(--kv-cache-dtype), such as V(fp8) (one byte per element, twice the tokens of a 16-bit
+        cache). Not passed when unset; vLLM's default is V(auto), the model's dtype.
+    type: str
   enable_chunked_prefill:
     description:
       - V(true) passes C(--enable-chunked-prefill); V(false) passes nothing (vLLM's own default,
@@ -1358,6 +1363,7 @@ def main() -> None:
             "max_num_batched_tokens": {"type": "int"},
             "gpu_memory_utilization": {"type": "float"},
             "block_size": {"type": "int"},
+            "kv_cache_dtype": {"type": "str"},
             "enable_chunked_prefill": {"type": "bool", "default": False},
             "swap_space": {"type": "float"},
             "tokenizer_pool_size": {"type": "int"},

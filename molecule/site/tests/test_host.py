@@ -97,7 +97,8 @@ def test_the_seed_container_serves_coder(host):
     assert container["State"]["Running"] is True
     assert container["Config"]["Cmd"] == SEED_ARGS
     assert container["HostConfig"]["Runtime"] == "nvidia"
-    # No API key in the sandbox's variables: published on loopback only.
+    # No API key in the sandbox's group_vars (the demo key is a host variable of
+    # inventories/sandbox/hosts.yml, which molecule does not link): loopback only.
     assert container["HostConfig"]["PortBindings"]["8000/tcp"] == [
         {"HostIp": "127.0.0.1", "HostPort": "8000"}
     ]

@@ -153,6 +153,7 @@ def test_rope_scaling_refused_next_to_hf_overrides_in_extra_args():
         (["--max_model_len=4096"], "set the option max_model_len"),
         (["--api-key", "x"], "set the option api_key"),
         (["-tp", "2"], "set the option tensor_parallel_size"),
+        (["--kv-cache-dtype", "fp8"], "set the option kv_cache_dtype"),
     ],
 )
 def test_extra_args_may_not_set_what_an_option_owns(extra, message):
@@ -160,17 +161,23 @@ def test_extra_args_may_not_set_what_an_option_owns(extra, message):
         build_vllm_args({"extra_args": extra}, (0, 8, 5))
 
 
+def test_kv_cache_dtype_is_a_typed_option():
+    args = build_vllm_args({"block_size": 32, "kv_cache_dtype": "fp8"}, (0, 8, 5))["args"]
+    assert args == ["--block-size", "32", "--kv-cache-dtype", "fp8"]
+    assert build_vllm_args({"kv_cache_dtype": None}, (0, 8, 5))["args"] == []
+
+
 def test_extra_args_removed_flags_are_dropped_with_their_values():
     extra = [
         "--enforce-eager",
         "--tokenizer-pool-type",
         "ray",
-        "--kv-cache-dtype",
-        "fp8",
+        "--max-num-seqs",
+        "64",
         "--rope-theta=1e6",
     ]
     built = build_vllm_args({"extra_args": extra}, (0, 20, 1))
-    assert built["args"] == ["--enforce-eager", "--kv-cache-dtype", "fp8"]
+    assert built["args"] == ["--enforce-eager", "--max-num-seqs", "64"]
     assert [item["flag"] for item in built["dropped"]] == ["--tokenizer-pool-type", "--rope-theta"]
     # The same arguments pass untouched where the flags exist.
     assert build_vllm_args({"extra_args": extra}, (0, 8, 5))["args"] == extra

@@ -185,7 +185,11 @@ def four_steps(playbook, args: dict, dest: Path) -> tuple[dict, dict]:
     second = playbook(args)
     assert second["changed"] is False, second
     assert second["bytes_transferred"] == 0
-    assert second["seconds"] < 2, second["seconds"]
+    # The re-run is a no-op by its cause, not by a wall-clock figure: nothing moved, and with the
+    # fast verification nothing was read again either (size and mtime matched the manifest).
+    assert second["files_transferred"] == 0
+    if args.get("verify", "fast") == "fast":
+        assert second["files_verified"] == 0, second
     assert playbook(args, "--check")["changed"] is False
     return first, second
 

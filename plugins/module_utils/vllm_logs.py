@@ -132,7 +132,11 @@ GPU_BLOCKS_RE = re.compile(
     rf"(?:# )?(?:cuda|GPU) blocks: (?P<gpu>{NUMBER})(?:, # CPU blocks: (?P<cpu>{NUMBER}))?"
 )
 GPU_BLOCKS_METRIC_RE = re.compile(rf"num_gpu_blocks is: (?P<gpu>{NUMBER})")
-KV_TOKENS_RE = re.compile(rf"GPU KV cache size: (?P<tokens>{NUMBER}) tokens")
+# "GPU KV cache size", and from 0.2x the device of the platform: "CPU KV cache size" on the CPU
+# build, "GPU + host KV cache size" with a host tier (vllm/v1/core/kv_cache_utils.py, 0.32).
+KV_TOKENS_RE = re.compile(
+    rf"\b(?P<device>[A-Z]{{2,5}})(?: \+ host)? KV cache size: (?P<tokens>{NUMBER}) tokens"
+)
 CONCURRENCY_RE = re.compile(
     rf"Maximum concurrency for (?P<len>{NUMBER}) tokens per request: (?P<x>{NUMBER})x"
 )
@@ -147,12 +151,37 @@ ENGINE_BANNER_RE = re.compile(
 API_VERSION_RE = re.compile(r"vLLM API server version (?P<ver>\S+)")
 ART_VERSION_RE = re.compile(r"█.*\bversion\s+(?P<ver>\d[\w.+-]*)")
 V0_FALLBACK_RE = re.compile(r"Falling back to V0")
-READY_RE = re.compile(r"Application startup complete\.")
+# uvicorn's line (every version), vLLM's own before it, and the >= 0.18 wording.
+READY_RE = re.compile(r"Application startup complete\.|Starting vLLM (?:API )?server on \S")
+UVICORN_READY_RE = re.compile(r"Application startup complete\.")
+# Lines that log a request, never an engine event: whatever they quote (a prompt, a model's
+# output, a URL) is a client's text. vLLM 0.8.5 logs every prompt at INFO
+# ("Received request chatcmpl-..: prompt: '...'"); later versions with --enable-log-requests
+# ("Received request ..: params: ..", DEBUG "Request .. details: prompt: ..") and
+# --enable-log-outputs ("Generated response ..: output: '...'"); the engines' "Added request",
+# "Finished request", "Aborted request(s)"; uvicorn's access log
+# ('127.0.0.1:50412 - "POST /v1/chat/completions HTTP/1.1" 200 OK').
+REQUEST_LOG_RE = re.compile(
+    r"^(?:Received request \S+?:"
+    r"|Request \S+ (?:details|JSON body):"
+    r"|Generated response \S+"
+    r"|(?:Added|Finished|Aborted) request"
+    r"|\S+:\d+ - \"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) .* HTTP/[\d.]+\" \d{3}\b)"
+)
+# A prompt quoted anywhere else in a log line (a request's repr in a warning, say).
+ECHOED_PROMPT_RE = re.compile(r"\bprompt: (?:'|\")|\bprompt_token_ids: \[")
+# The same markers anywhere in the text before a header: a header inside a quoted path or
+# prompt ('"GET /x?q=ERROR 12-02 20:31:05 [core.py:1] ..."') is a client's text, not a line.
+REQUEST_MARKER_RE = re.compile(
+    r"Received request \S+?:|Request \S+ (?:details|JSON body):|Generated response \S+"
+    r"|(?:Added|Finished|Aborted) request|\"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) "
+    r"|\bprompt: (?:'|\")"
+)
 # Lines only one engine prints, for logs that lack the banner (the seed's excerpt).
 V0_MARKER_RE = re.compile(
     r"model weights take .*KV Cache is|# (?:cuda|CPU) blocks:|Memory profiling takes"
 )
-V1_MARKER_RE = re.compile(r"Available KV cache memory:|GPU KV cache size:|EngineCore")
+V1_MARKER_RE = re.compile(r"Available KV cache memory:|[A-Z] KV cache size:|EngineCore")
 # V0 named its workers VllmWorkerProcess; V1's are VllmWorker, Worker_TP0 and EngineCore.
 V1_PROCESS_RE = re.compile(r"^(?:VllmWorker |Worker_|EngineCore)")
 
@@ -183,6 +212,13 @@ FAILURE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"Invalid repository ID or local directory specified|Cannot find any model weights"
             r"|HFValidationError: Repo id must"
+        ),
+    ),
+    # 0.8.5 raises a ValueError, >= 0.10 a pydantic ValidationError ("Value error, User-...").
+    (
+        "max_model_len_too_large",
+        re.compile(
+            r"User-specified max_model_len \(\d+\) is greater than the derived max_model_len"
         ),
     ),
     ("bad_argument", re.compile(r": error: (?:unrecognized arguments:|argument )")),
@@ -331,18 +367,49 @@ def _new_rank(info: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def is_request_log(message: str) -> bool:
+    """Whether a message (normalize_line()'s third part) logs a request or quotes a prompt."""
+    return bool(REQUEST_LOG_RE.search(message) or ECHOED_PROMPT_RE.search(message))
+
+
 def classify_message(message: str) -> str | None:
-    """Return the failure kind a single message proves, or None."""
+    """Return the failure kind a single message proves, or None.
+
+    Request logs and echoed prompts prove nothing: a client may paste any error message.
+    """
+    if is_request_log(message):
+        return None
     for kind, pattern in FAILURE_PATTERNS:
         if pattern.search(message):
             return kind
     return None
 
 
+def line_failure(line: str) -> tuple[str | None, str]:
+    """(failure kind or None, message) of one raw log line; request logs have no kind."""
+    info, _, message = normalize_line(line)
+    if REQUEST_MARKER_RE.search(info["prefix"]):
+        return None, message
+    return classify_message(message), message
+
+
 def is_fatal_line(line: str) -> str | None:
     """Return the failure kind of one raw log line, for readers that stream a log."""
-    _, _, message = normalize_line(line)
-    return classify_message(message)
+    return line_failure(line)[0]
+
+
+def startup_section(lines: list[str]) -> list[str]:
+    """The lines of a startup: up to and including the ready line, or all without one.
+
+    The end is uvicorn's ``Application startup complete.`` when the log has it, else vLLM's
+    ``Starting vLLM (API) server on ...``. What follows is serving: request logs and the
+    engine's answers to them, which say nothing about how the server started.
+    """
+    for pattern in (UVICORN_READY_RE, READY_RE):
+        for index, raw in enumerate(lines):
+            if pattern.search(clean_line(raw)):
+                return lines[: index + 1]
+    return list(lines)
 
 
 def _sort_failures(errors: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -358,8 +425,7 @@ def classify_failure(text: str) -> list[dict[str, str]]:
     errors: list[dict[str, str]] = []
     seen: set[tuple[str, str]] = set()
     for raw in split_lines(text):
-        _, _, message = normalize_line(raw)
-        kind = classify_message(message)
+        kind, message = line_failure(raw)
         if kind is None or (kind, message) in seen:
             continue
         seen.add((kind, message))

@@ -46,14 +46,30 @@ class SourceError(Exception):
     """The source cannot be listed or read (unreachable, refused, missing client)."""
 
 
-def manifest_entries(manifest: Mapping[str, Any]) -> list[dict]:
-    """The source side of a parsed manifest: drop the mtimes of the host that wrote it."""
+class SourceChanged(TransferError):
+    """A source file changed while it was copied: the copy is torn, fetch it again."""
+
+
+# Opening files for reading goes through here, so tests can count what is read (every source
+# byte once on a first sync).
+_open = open
+
+
+def manifest_entries(manifest: Mapping[str, Any], origin: str = "manifest") -> list[dict]:
+    """The source side of a parsed manifest: drop the mtimes of the host that wrote it.
+
+    Every entry must carry a sha256: model_sync writes one for every file it placed, so an
+    entry without one is not a verified copy (a hand-written or truncated manifest) and a file
+    fetched against it could not be checked. Raises ManifestError.
+    """
     entries = []
     for entry in manifest["files"]:
-        item = {"path": entry["path"], "size": entry["size"], "sha256": entry["sha256"]}
-        if entry.get("git_sha1") and not entry["sha256"]:
-            item["git_sha1"] = entry["git_sha1"]
-        entries.append(item)
+        if not entry.get("sha256"):
+            raise ManifestError(
+                f"{origin}: {entry['path']} has no sha256; a source manifest must list the "
+                "sha256 of every file (model_sync writes one for each file it verified)"
+            )
+        entries.append({"path": entry["path"], "size": entry["size"], "sha256": entry["sha256"]})
     return entries
 
 
@@ -79,7 +95,7 @@ class LocalSource:
         if os.path.exists(manifest_path):
             with open(manifest_path, encoding="utf-8") as handle:
                 manifest = parse_manifest(handle.read(), manifest_path)
-            return manifest["revision"], manifest_entries(manifest)
+            return manifest["revision"], manifest_entries(manifest, manifest_path)
         return "", self._walk()
 
     def _walk(self) -> list[dict]:
@@ -116,18 +132,47 @@ class LocalSource:
         return entries
 
     def fetch(self, entry: Mapping[str, Any], writer: HashingWriter) -> int | None:
+        """Copy one file, hashing as it goes; raise SourceChanged when the file is rewritten,
+        replaced or truncated while it is read (its bytes would match neither version)."""
         path = os.path.join(self.root, *entry["path"].split("/"))
-        with open(path, "rb", buffering=0) as handle:
-            info = os.fstat(handle.fileno())
-            if info.st_size != entry["size"]:
-                raise TransferError(
-                    f"{entry['path']}: the source file changed size during the sync "
-                    f"({info.st_size} bytes, listed {entry['size']})"
+        with _open(path, "rb", buffering=0) as handle:
+            before = os.fstat(handle.fileno())
+            if before.st_size != entry["size"]:
+                raise SourceChanged(
+                    f"{entry['path']}: the source file changed size since it was listed "
+                    f"({before.st_size} bytes, listed {entry['size']})"
                 )
+            listed_mtime = entry.get("source_mtime_ns")
+            if (
+                writer.position
+                and not entry.get("sha256")
+                and listed_mtime not in (None, before.st_mtime_ns)
+            ):
+                # A partial of the listed version must not be completed with newer bytes; with
+                # no sha256 to check the result against, start this file over.
+                writer.truncate(0)
             handle.seek(writer.position)
             copy_into(handle, writer)
+            after = os.fstat(handle.fileno())
+        try:
+            now = os.stat(path)
+        except OSError as err:
+            raise SourceChanged(f"{entry['path']}: the source file went away while read") from err
+        if _identity(before) != _identity(after) or _identity(before) != _identity(now):
+            raise SourceChanged(
+                f"{entry['path']}: the source file was modified or replaced while it was read "
+                "(size, mtime, ctime or inode changed)"
+            )
+        if not entry.get("sha256") and listed_mtime not in (None, before.st_mtime_ns):
+            # Same size, newer content, read consistently: record what was actually copied.
+            entry["source_mtime_ns"] = before.st_mtime_ns
         # Keep the source's mtime, as cp -p and rsync -t do.
-        return info.st_mtime_ns
+        return before.st_mtime_ns
+
+
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is written to, truncated or replaced by a rename."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 class HttpSource:
@@ -153,7 +198,7 @@ class HttpSource:
         except (urllib.error.URLError, OSError) as err:
             raise SourceError(f"cannot read the mirror's manifest {url}: {err}") from err
         manifest = parse_manifest(text, url)
-        return manifest["revision"], manifest_entries(manifest)
+        return manifest["revision"], manifest_entries(manifest, url)
 
     def fetch(self, entry: Mapping[str, Any], writer: HashingWriter) -> int | None:
         url = self._url(entry["path"])
@@ -235,8 +280,9 @@ class RsyncSource:
             result = self._run(f"{self.url}/{MANIFEST_NAME}", target)
             if result.returncode == 0:
                 with open(target, encoding="utf-8") as handle:
-                    manifest = parse_manifest(handle.read(), f"{self.url}/{MANIFEST_NAME}")
-                return manifest["revision"], manifest_entries(manifest)
+                    origin = f"{self.url}/{MANIFEST_NAME}"
+                    manifest = parse_manifest(handle.read(), origin)
+                return manifest["revision"], manifest_entries(manifest, origin)
         if result.returncode != RSYNC_PARTIAL_TRANSFER:
             raise SourceError(f"rsync {self.url}: {_tail(result.stderr)}")
         listed = self._run("-r", "-L", "--list-only", "--no-h", f"{self.url}/")

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_manifest 
     space_problem,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_sources import (
+    SourceChanged,
     SourceError,
     make_source,
     manifest_entries,
@@ -54,6 +56,8 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_transfer 
 # Network sources are latency-bound: several files in flight; disks and hashing scale with
 # cores.
 NETWORK_WORKERS = 8
+# Copies of a file that keeps changing while it is read, before the sync gives up on it.
+SOURCE_CHANGED_ATTEMPTS = 3
 
 
 class SyncError(Exception):
@@ -110,7 +114,7 @@ def sync_model(
         source = make_source(spec, options)
         if options.get("source_manifest"):
             given = parse_manifest(json.dumps(options["source_manifest"]), "source_manifest")
-            revision, desired = given["revision"], manifest_entries(given)
+            revision, desired = given["revision"], manifest_entries(given, "source_manifest")
         else:
             revision, desired = source.listing()
     except (ManifestError, SourceError) as err:
@@ -290,6 +294,9 @@ def _transfer(
     error; any other failure leaves its partial file for the next run to resume.
     """
     progress = Progress(options.get("progress_file"), len(transfer), needed, "transfer")
+    # Workers add to it concurrently: ``total += writer.resume()`` would read the total before
+    # the (long) resume and store a stale sum, losing a concurrent worker's bytes.
+    resumed_lock = threading.Lock()
     resumed_total = [0]
 
     def git_size(entry: Mapping[str, Any]) -> int | None:
@@ -298,17 +305,29 @@ def _transfer(
     def fetch_one(entry: dict) -> dict:
         progress.begin(entry["path"])
         try:
-            for attempt in (1, 2):
+            verify_failures = torn = 0
+            while True:
                 with HashingWriter(dest.partial_path(entry), git_size(entry)) as writer:
-                    resumed_total[0] += writer.resume(entry["size"])
+                    resumed = writer.resume(entry["size"])
+                    with resumed_lock:
+                        resumed_total[0] += resumed
                     writer.on_bytes = progress.add
-                    mtime_ns = source.fetch(entry, writer)
+                    try:
+                        mtime_ns = source.fetch(entry, writer)
+                    except SourceChanged:
+                        # The partial holds bytes of two versions: never resume it.
+                        writer.close()
+                        os.unlink(writer.path)
+                        torn += 1
+                        if torn >= SOURCE_CHANGED_ATTEMPTS:
+                            raise
+                        continue
                     try:
                         return dest.place(writer, entry, mtime_ns)
                     except TransferError:
-                        if attempt == 2:
+                        verify_failures += 1
+                        if verify_failures >= 2:
                             raise
-            raise AssertionError("not reached")  # pragma: no cover
         finally:
             progress.end(entry["path"])
 

@@ -5,11 +5,16 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.llmops.gpu_serving.plugins.module_utils import model_sync_run
+from ansible_collections.llmops.gpu_serving.plugins.module_utils import (
+    model_sources,
+    model_sync_run,
+    model_transfer,
+)
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_manifest import (
     MANIFEST_NAME,
     PARTIAL_DIR,
@@ -303,6 +308,129 @@ def test_source_file_changing_size_during_the_sync_fails_that_file(source, tmp_p
         return src
 
     monkeypatch.setattr(model_sync_run, "make_source", make_source)
-    with pytest.raises(SyncError, match="changed size during the sync"):
+    with pytest.raises(SyncError, match="changed size since it was listed"):
         run(source, tmp_path / "dest")
     assert not (tmp_path / "dest" / "config.json").exists()
+
+
+# --- torn copies, refused manifests, resumed bytes (issue 17) -----------------------------
+
+
+def rewrite_during_copy(monkeypatch, path: Path, versions: list[bytes]):
+    """Rewrite ``path`` in place (same size) after the first buffer of each copy of it, once
+    per item of ``versions``: what a process that updates the share mid-sync does."""
+    monkeypatch.setattr(model_transfer, "COPY_BUFFER_BYTES", 256 * 1024)
+    real_copy = model_sources.copy_into
+    pending = list(versions)
+
+    def copy_into(handle, writer):
+        if os.fstat(handle.fileno()).st_ino != path.stat().st_ino or not pending:
+            return real_copy(handle, writer)
+        first = handle.read(256 * 1024)
+        writer.write(first)
+        data = pending.pop(0)
+        with open(path, "r+b") as rewrite:
+            rewrite.write(data)
+        return len(first) + real_copy(handle, writer)
+
+    monkeypatch.setattr(model_sources, "copy_into", copy_into)
+
+
+def test_a_source_file_rewritten_while_copied_is_copied_again(source, tmp_path, monkeypatch):
+    name = "model-00001-of-00002.safetensors"
+    newer = os.urandom(len(FILES[name]))
+    rewrite_during_copy(monkeypatch, source / name, [newer])
+    dest = tmp_path / "dest"
+    result = run(source, dest)
+    # The torn first copy (old head, new tail) was never placed: the file is one version whole,
+    # and the manifest's sha256 is that version's.
+    placed = (dest / name).read_bytes()
+    assert placed == newer
+    manifest = {e["path"]: e for e in parse_manifest((dest / MANIFEST_NAME).read_text())["files"]}
+    assert manifest[name]["sha256"] == hashlib.sha256(newer).hexdigest()
+    assert manifest[name]["source_mtime_ns"] == (source / name).stat().st_mtime_ns
+    assert result["files_transferred"] == 4
+    # The next run does not take the new content for a change (its mtime was recorded).
+    assert run(source, dest)["changed"] is False
+
+
+def test_a_source_file_that_keeps_changing_fails_and_is_not_placed(source, tmp_path, monkeypatch):
+    name = "model-00001-of-00002.safetensors"
+    size = len(FILES[name])
+    rewrite_during_copy(monkeypatch, source / name, [os.urandom(size) for _ in range(3)])
+    dest = tmp_path / "dest"
+    with pytest.raises(SyncError, match="modified or replaced while it was read"):
+        run(source, dest)
+    assert not (dest / name).exists()
+    assert not (dest / MANIFEST_NAME).exists()
+    partials = [p for p in (dest / PARTIAL_DIR).iterdir() if p.name != "journal.json"]
+    assert partials == []  # the torn bytes are not kept for a resume either
+
+
+def test_a_source_file_replaced_by_rename_while_copied_is_detected(source, tmp_path, monkeypatch):
+    name = "config.json"
+    real_copy = model_sources.copy_into
+    replaced = []
+
+    def copy_into(handle, writer):
+        count = real_copy(handle, writer)
+        if not replaced and os.fstat(handle.fileno()).st_ino == (source / name).stat().st_ino:
+            other = source / "config.json.new"
+            other.write_bytes(b'{"architectures": ["Qwen3MoeForCausalLM"]}\n')  # same size
+            os.replace(other, source / name)
+            replaced.append(True)
+        return count
+
+    monkeypatch.setattr(model_sources, "copy_into", copy_into)
+    dest = tmp_path / "dest"
+    run(source, dest)
+    assert replaced
+    entry = next(
+        e for e in parse_manifest((dest / MANIFEST_NAME).read_text())["files"] if e["path"] == name
+    )
+    assert entry["source_mtime_ns"] == (source / name).stat().st_mtime_ns
+
+
+@pytest.mark.parametrize("origin", ["local", "source_manifest"])
+def test_a_manifest_entry_without_sha256_is_refused(source, tmp_path, origin):
+    mirror = tmp_path / "mirror"
+    run(source, mirror)
+    given = json.loads((mirror / MANIFEST_NAME).read_text())
+    given["files"][1]["sha256"] = None
+    dest = tmp_path / "dest"
+    if origin == "local":
+        (mirror / MANIFEST_NAME).write_text(json.dumps(given))
+        with pytest.raises(SyncError, match="has no sha256"):
+            run(mirror, dest)
+    else:
+        with pytest.raises(SyncError, match=r"source_manifest: .* has no sha256"):
+            run(source, dest, source_manifest=given)
+    assert not dest.exists()
+
+
+def test_bytes_resumed_counts_every_partial_resumed_at_the_same_time(source, tmp_path, monkeypatch):
+    """Two workers resuming at once: each partial's bytes count (the sum was read before the
+    long resume and stored after it, so one worker's bytes were lost: half the total)."""
+    dest = tmp_path / "dest"
+    names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    (dest / PARTIAL_DIR).mkdir(parents=True)
+    for name in names:
+        entry = {
+            "path": name,
+            "size": len(FILES[name]),
+            "sha256": None,
+            "source_mtime_ns": (source / name).stat().st_mtime_ns,
+        }
+        (dest / PARTIAL_DIR / partial_key(entry)).write_bytes(FILES[name][:1_000_000])
+    both_resuming = threading.Barrier(2, timeout=10)
+    real_resume = model_transfer.HashingWriter.resume
+
+    def resume(self, limit, on_bytes=None):
+        if os.path.getsize(self.path):
+            both_resuming.wait()  # both workers are inside resume() together
+        return real_resume(self, limit, on_bytes)
+
+    monkeypatch.setattr(model_transfer.HashingWriter, "resume", resume)
+    result = run(source, dest, include=names, workers=2)
+    assert result["bytes_resumed"] == 2_000_000
+    assert result["bytes_transferred"] == sum(len(FILES[n]) for n in names) - 2_000_000

@@ -101,7 +101,14 @@ class LocalSource:
     def _walk(self) -> list[dict]:
         entries = []
         seen_dirs: set[tuple[int, int]] = set()
-        for directory, dirnames, filenames in os.walk(self.root, followlinks=True):
+
+        def unreadable(err: OSError) -> None:
+            # os.walk skips what it cannot read: a model silently missing files.
+            raise SourceError(f"cannot list the source: {err.filename}: {err.strerror}") from err
+
+        for directory, dirnames, filenames in os.walk(
+            self.root, onerror=unreadable, followlinks=True
+        ):
             info = os.stat(directory)
             if (info.st_dev, info.st_ino) in seen_dirs:
                 dirnames[:] = []

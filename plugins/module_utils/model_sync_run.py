@@ -13,6 +13,7 @@ Nothing is written before the space check, and nothing at all in check mode.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -101,7 +102,6 @@ def sync_model(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict:
     """Run the sync; returns the module result. Raises SyncError."""
-    started = time.monotonic()
     root = options["dest"]
     result: dict[str, Any] = {
         "changed": False,
@@ -109,8 +109,86 @@ def sync_model(
         "source": options["source"],
         "manifest": os.path.join(root, ".llmops-manifest.json"),
     }
+    check_destination(root, options.get("base_dir") or "", result)
+    try:
+        return _sync_model(options, check_mode, owner, log, result)
+    except OSError as err:
+        raise SyncError(describe_os_error(err), result) from err
+
+
+def describe_os_error(err: OSError) -> str:
+    """A short message for a file-system error: the path, what went wrong, and for a refused
+    access who the module runs as."""
+    where = f"{err.filename}: " if err.filename else ""
+    text = f"{where}{err.strerror or err}"
+    if isinstance(err, PermissionError):
+        text += (
+            f" (model_sync runs as uid {os.geteuid()}; run it as root, become: true, or give "
+            "that user write access)"
+        )
+    return text
+
+
+def _inside(path: str, base: str) -> bool:
+    return path != base and path.startswith(base.rstrip("/") + "/")
+
+
+def check_destination(root: str, base_dir: str, result: Mapping[str, Any]) -> None:
+    """Refuse, before reading the source, a dest that cannot be a model directory: a path
+    through a regular file, or one outside ``base_dir`` when that is given. Symbolic links are
+    resolved first, so a link cannot lead the sync (and its chown) out of the base."""
+    if base_dir:
+        real_root, real_base = os.path.realpath(root), os.path.realpath(base_dir)
+        if not _inside(real_root, real_base):
+            resolved = f" (resolves to {real_root})" if real_root != os.path.normpath(root) else ""
+            raise SyncError(
+                f"dest {root}{resolved} is not inside the model base directory {base_dir}; "
+                "model_sync only writes to, changes owners in and removes directories below it",
+                result,
+            )
+    probe = root
+    while probe != os.path.dirname(probe):
+        if os.path.lexists(probe):
+            if not os.path.isdir(probe):
+                what = "dest" if probe == root else f"{probe}, a parent of dest,"
+                raise SyncError(
+                    f"{what} exists and is not a directory; dest must be a directory (got {root})",
+                    result,
+                )
+            break
+        probe = os.path.dirname(probe)
+
+
+def _check_overlap(source_root: str, root: str, result: Mapping[str, Any]) -> None:
+    real_source, real_root = os.path.realpath(source_root), os.path.realpath(root)
+    if real_source == real_root or _inside(real_root, real_source):
+        raise SyncError(
+            f"dest {root} is the source directory or inside it ({source_root}): the copy would "
+            "copy itself; choose a dest outside the source",
+            result,
+        )
+    if _inside(real_source, real_root):
+        raise SyncError(
+            f"the source {source_root} is inside dest {root}; choose a dest outside the source",
+            result,
+        )
+
+
+def _sync_model(
+    options: Mapping[str, Any],
+    check_mode: bool,
+    owner: Ownership,
+    log: Callable[[str], None],
+    result: dict,
+) -> dict:
+    started = time.monotonic()
+    root = options["dest"]
+    # First thing: the controller learns the pid to watch while the source is listed.
+    Progress(options.get("progress_file"), 0, 0, "list").flush()
     try:
         spec = parse_source(options["source"], options.get("revision") or "")
+        if spec["kind"] == "local":
+            _check_overlap(spec["path"], root, result)
         source = make_source(spec, options)
         if options.get("source_manifest"):
             given = parse_manifest(json.dumps(options["source_manifest"]), "source_manifest")
@@ -182,8 +260,13 @@ def sync_model(
         if stats.get(e["path"])
         and (owner.differs(stats[e["path"]]) or stat.S_IMODE(stats[e["path"]].st_mode) != FILE_MODE)
     ]
+    # Existing directories get the owner and mode of a model directory only below the model
+    # base (checked above). Without a base, only the directories this run creates do: never an
+    # existing directory given as dest (``/srv``, ``/etc``), whose attributes are kept.
+    managed = bool(options.get("base_dir")) or not os.path.isdir(root)
+    model_dirs = _parent_dirs([e["path"] for e in desired]) if managed else set()
     attr_dirs = []
-    for relative in sorted(_parent_dirs([e["path"] for e in desired])):
+    for relative in sorted(model_dirs):
         try:
             info = os.stat(dest.path(relative) if relative else root)
         except OSError:
@@ -248,7 +331,7 @@ def sync_model(
             dest.remove(entry["path"])
         for path in attr_files:
             dest.fix_attributes(path)
-        dest.fix_dir_attributes(_parent_dirs([e["path"] for e in desired]))
+        dest.fix_dir_attributes(model_dirs)
         text = render_manifest(options["source"], revision, keep + placed)
         if text != old_text:
             dest.write_manifest(text)
@@ -376,3 +459,66 @@ def _transfer(
             pending = failed
     progress.flush()
     return placed, progress.bytes_done, resumed_total[0], errors
+
+
+def remove_model(options: Mapping[str, Any], check_mode: bool) -> dict:
+    """``state: absent``: remove what model_sync wrote in dest, nothing else.
+
+    That is the files its manifest (and the journal of an interrupted run) records, when they
+    are still the recorded regular files (same size and mtime), the partial area and the
+    manifest; then the directories this left empty, dest included. Files it never wrote, or
+    that were changed since, stay (listed in ``kept``) and so does their directory. A dest
+    without a manifest or partial area is not a model_sync directory: nothing is removed.
+    """
+    root = options["dest"]
+    result: dict[str, Any] = {"changed": False, "dest": root, "removed": [], "kept": []}
+    check_destination(root, options.get("base_dir") or "", result)
+    if not os.path.isdir(root):
+        return result
+    dest = Destination(root, Ownership())
+    try:
+        manifest = dest.read_manifest()
+        recorded = {e["path"]: e for e in (manifest["files"] if manifest else [])}
+        recorded.update(dest.read_journal())
+        has_partials = os.path.isdir(dest.partial_dir)
+        if manifest is None and not recorded and not has_partials:
+            if os.path.exists(dest.manifest_path):
+                result["kept"].append(os.path.basename(dest.manifest_path))
+            return result
+        removable = []
+        for path, entry in sorted(recorded.items()):
+            full = dest.path(path)
+            try:
+                info = os.lstat(full)
+            except FileNotFoundError:
+                continue
+            if (
+                stat.S_ISREG(info.st_mode)
+                and info.st_size == entry["size"]
+                and entry.get("mtime_ns") in (None, info.st_mtime_ns)
+            ):
+                removable.append(path)
+            else:
+                result["kept"].append(path)
+        result["removed"] = removable
+        result["changed"] = True
+        if check_mode:
+            return result
+        lock = os.open(root, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as err:
+                raise SyncError(f"a model_sync is writing to {root}", result) from err
+            for path in removable:
+                dest.remove(path)
+            dest.close_partial_area()
+            if os.path.exists(dest.manifest_path):
+                os.unlink(dest.manifest_path)
+        finally:
+            os.close(lock)
+        with contextlib.suppress(OSError):  # files model_sync did not write are still there
+            os.rmdir(root)
+    except OSError as err:
+        raise SyncError(describe_os_error(err), result) from err
+    return result

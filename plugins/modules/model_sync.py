@@ -50,8 +50,27 @@ options:
         missing.
     type: path
     required: true
+  state:
+    description:
+      - V(present) syncs the model into O(dest).
+      - V(absent) removes what model_sync wrote there and nothing else - the files its manifest
+        records (when they are still the files it placed, with the same size and mtime), its partial
+        area and the manifest - then the directories that left empty, O(dest) included. Files it
+        did not write stay, and are returned in RV(kept). O(source) is not needed.
+    type: str
+    choices: [present, absent]
+    default: present
+  base_dir:
+    description:
+      - The model base directory. When set, O(dest) must be inside it (after resolving symbolic
+        links), or the module fails before it reads or writes anything; existing directories
+        below it are given O(owner), O(group) and mode C(0755).
+      - When empty, an existing O(dest) directory keeps its owner and mode (only directories the
+        module creates get them), so that a dest such as C(/srv) is never re-owned.
+    type: path
   source:
     description:
+      - Required with O(state=present).
       - Where the model comes from, one of
       - C(hf://<org>/<name>[@<revision>]), a Hugging Face Hub repository (through the
         huggingface_hub client, see notes); the revision may also be given in O(revision).
@@ -62,7 +81,6 @@ options:
       - C(https://mirror/base) or C(http://...), a web server that serves a synced model
         directory, manifest included.
     type: str
-    required: true
   revision:
     description:
       - Hub branch, tag or commit for C(hf://) sources. Empty follows the default branch. The
@@ -312,14 +330,30 @@ files_repaired:
   returned: when the source was listed
   type: int
   sample: 0
+removed:
+  description:
+    - With O(state=absent), the files model_sync had written that were (in check mode, would
+      be) removed.
+  returned: when O(state=absent)
+  type: list
+  elements: str
+  sample: ["model-00001-of-00016.safetensors"]
+kept:
+  description:
+    - With O(state=absent), recorded files that were left because they changed since model_sync
+      placed them (another size or mtime, or no longer a regular file).
+  returned: when O(state=absent)
+  type: list
+  elements: str
+  sample: []
 seconds:
   description: Wall time of the module run.
-  returned: always
+  returned: when O(state=present)
   type: float
   sample: 143.2
 throughput:
   description: Bytes per second of the transfer phase (0 when nothing was transferred).
-  returned: always
+  returned: when O(state=present)
   type: float
   sample: 426554321.0
 """
@@ -333,6 +367,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_sync_run import (
     SyncError,
+    remove_model,
     sync_model,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_transfer import Ownership
@@ -358,8 +393,10 @@ def resolve_owner(module: AnsibleModule) -> Ownership:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            base_dir=dict(type="path"),
             dest=dict(type="path", required=True),
-            source=dict(type="str", required=True),
+            source=dict(type="str"),
             revision=dict(type="str", default=""),
             verify=dict(type="str", default="fast", choices=["fast", "full"]),
             include=dict(type="list", elements="str", default=[]),
@@ -378,6 +415,7 @@ def main() -> None:
             progress_interval=dict(type="int", default=10),
             sync_timeout=dict(type="int", default=86400),
         ),
+        required_if=[("state", "present", ["source"])],
         supports_check_mode=True,
     )
     params = module.params
@@ -386,6 +424,13 @@ def main() -> None:
     for name in ("min_free_bytes", "workers", "timeout"):
         if params[name] < 0:
             module.fail_json(msg=f"{name} must be 0 or more (got {params[name]})")
+    if params["base_dir"] and not os.path.isabs(params["base_dir"]):
+        module.fail_json(msg=f"base_dir must be an absolute path (got {params['base_dir']!r})")
+    if params["state"] == "absent":
+        try:
+            module.exit_json(**remove_model(params, module.check_mode))
+        except SyncError as err:
+            module.fail_json(msg=str(err), **err.result)
     owner = resolve_owner(module)
     try:
         result = sync_model(params, module.check_mode, owner, log=module.log)

@@ -434,3 +434,119 @@ def test_bytes_resumed_counts_every_partial_resumed_at_the_same_time(source, tmp
     result = run(source, dest, include=names, workers=2)
     assert result["bytes_resumed"] == 2_000_000
     assert result["bytes_transferred"] == sum(len(FILES[n]) for n in names) - 2_000_000
+
+
+# --- bad destinations, ownership outside the base, state absent (issue 15) ----------------
+
+
+def test_a_dest_that_is_a_file_or_below_one_is_refused(source, tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("not a directory")
+    with pytest.raises(SyncError, match="dest exists and is not a directory"):
+        run(source, plain)
+    with pytest.raises(SyncError, match=r"plain, a parent of dest, exists and is not a dir"):
+        run(source, plain / "model")
+    assert plain.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("where", ["same", "dest inside", "source inside"])
+def test_dest_and_source_that_overlap_are_refused(source, tmp_path, where):
+    dest = {"same": source, "dest inside": source / "copy", "source inside": source.parent}[where]
+    with pytest.raises(SyncError, match="choose a dest outside the source"):
+        run(source, dest)
+    assert not (source / "copy").exists()
+    assert not (dest / MANIFEST_NAME).exists()
+
+
+def test_permission_denied_is_a_message_not_a_traceback(source, tmp_path, monkeypatch):
+    def refuse(self, relative_dir):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "dest"))
+
+    monkeypatch.setattr(Destination, "make_dirs", refuse)
+    with pytest.raises(SyncError, match=r"dest: Permission denied \(model_sync runs as uid"):
+        run(source, tmp_path / "dest")
+
+
+def test_an_unreadable_source_directory_fails_instead_of_syncing_less(source, monkeypatch):
+    real_walk = os.walk
+
+    def walk(top, onerror=None, followlinks=False):
+        onerror(PermissionError(13, "Permission denied", str(source / "tokenizer")))
+        yield from real_walk(top, followlinks=followlinks)
+
+    monkeypatch.setattr(model_sources.os, "walk", walk)
+    with pytest.raises(SyncError, match=r"cannot list the source: .*tokenizer: Permission denied"):
+        run(source, source.parent / "dest")
+
+
+def test_dest_outside_the_base_dir_is_refused_links_resolved(source, tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "escape").symlink_to(tmp_path / "elsewhere")
+    for dest, match in [
+        (tmp_path / "other", "is not inside the model base directory"),
+        (base, "is not inside the model base directory"),
+        (base / "escape" / "m", "resolves to"),
+    ]:
+        with pytest.raises(SyncError, match=match):
+            run(source, dest, base_dir=str(base))
+    assert not (tmp_path / "other").exists()
+    assert not (tmp_path / "elsewhere").exists()
+    assert run(source, base / "org" / "m", base_dir=str(base))["changed"] is True
+
+
+def test_an_existing_dest_outside_a_base_keeps_its_owner_and_mode(source, tmp_path):
+    dest = tmp_path / "srv"
+    dest.mkdir(mode=0o700)
+    dest.chmod(0o700)
+    (dest / "tokenizer").mkdir(mode=0o711)
+    (dest / "tokenizer").chmod(0o711)
+    nobody = Ownership(65534, 65534)
+    sync_model(options(source, dest), False, nobody)
+    for directory, mode in [(dest, 0o700), (dest / "tokenizer", 0o711)]:
+        info = directory.stat()
+        assert (info.st_uid, oct(info.st_mode & 0o777)) == (0, oct(mode)), directory
+    assert (dest / "config.json").stat().st_uid == 65534  # its own files are given the owner
+    assert sync_model(options(source, dest), False, nobody)["changed"] is False
+    # Below the model base the same directory is a model directory and gets them.
+    sync_model(options(source, dest, base_dir=str(tmp_path)), False, nobody)
+    info = dest.stat()
+    assert (info.st_uid, oct(info.st_mode & 0o777)) == (65534, "0o755")
+
+
+def test_state_absent_removes_only_what_model_sync_wrote(source, tmp_path):
+    base = tmp_path / "base"
+    dest = base / "org" / "m"
+    run(source, dest, base_dir=str(base))
+    (dest / "notes.txt").write_text("mine")
+    (dest / "tokenizer" / "vocab.txt").write_bytes(b"edited\n")  # changed since placed
+    opts = {"dest": str(dest), "base_dir": str(base)}
+    check = model_sync_run.remove_model(opts, check_mode=True)
+    assert check["changed"] is True
+    assert sorted(check["removed"]) == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    assert check["kept"] == ["tokenizer/vocab.txt"]
+    assert (dest / "config.json").exists()
+    removed = model_sync_run.remove_model(opts, check_mode=False)
+    assert removed["removed"] == check["removed"]
+    assert tree(dest) == {"notes.txt": b"mine", "tokenizer/vocab.txt": b"edited\n"}
+    assert model_sync_run.remove_model(opts, check_mode=False)["changed"] is False
+    # A directory model_sync never wrote is left alone entirely, and outside the base refused.
+    foreign = base / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text("{}")
+    assert model_sync_run.remove_model(dict(opts, dest=str(foreign)), False)["changed"] is False
+    assert (foreign / "config.json").exists()
+    with pytest.raises(SyncError, match="not inside the model base"):
+        model_sync_run.remove_model({"dest": str(tmp_path), "base_dir": str(base)}, False)
+
+
+def test_state_absent_removes_an_emptied_model_directory(source, tmp_path):
+    dest = tmp_path / "base" / "m"
+    run(source, dest)
+    result = model_sync_run.remove_model({"dest": str(dest), "base_dir": ""}, False)
+    assert len(result["removed"]) == len(FILES)
+    assert not dest.exists()

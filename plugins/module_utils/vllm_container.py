@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +20,9 @@ from typing import Any
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags import (
     SECRET_MASK,
     mask_args,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
+    parse_memory_report,
 )
 
 MANAGED_LABEL = "llmops.gpu_serving.vllm_container"
@@ -463,28 +467,96 @@ def compare_specs(
     return not changed, {"before": before, "after": after, "changed": changed}
 
 
+GIB = 2**30
+UNVERIFIABLE_POLICIES = ("warn", "fail")
+
+
+def derive_figures(
+    report: Mapping[str, Any],
+    *,
+    kv_bytes_per_token: int | None = None,
+    block_size: int | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Fill the KV figures a log lacks from the KV token count it gives.
+
+    vLLM 0.8.5-0.9.0 with the V1 engine and the CPU engine log ``KV cache size: N tokens`` but
+    neither the KV GiB nor a block count. KV GiB = tokens x bytes per token (the plan's
+    ``kv_bytes_per_token``, per GPU), rounded down to 0.01 GiB; blocks = tokens // block size.
+    Returns (report, derived), derived being field -> how it was derived.
+    """
+    merged = dict(report)
+    derived: dict[str, str] = {}
+    tokens = merged.get("kv_cache_tokens")
+    if tokens is None:
+        return merged, derived
+    if merged.get("kv_cache_gib") is None and kv_bytes_per_token:
+        merged["kv_cache_gib"] = math.floor(tokens * kv_bytes_per_token / GIB * 100) / 100
+        derived["kv_cache_gib"] = (
+            f"{tokens} KV tokens x {kv_bytes_per_token} bytes per token (plan)"
+        )
+    if merged.get("gpu_blocks") is None and block_size:
+        merged["gpu_blocks"] = tokens // block_size
+        derived["gpu_blocks"] = f"{tokens} KV tokens / block_size {block_size}"
+    return merged, derived
+
+
+def unverifiable_reason(
+    field: str,
+    report: Mapping[str, Any],
+    *,
+    kv_bytes_per_token: int | None = None,
+    block_size: int | None = None,
+    startup_in_log: bool = True,
+) -> str:
+    """Why ``field`` is neither in the log nor derivable, in one short clause."""
+    tokens = report.get("kv_cache_tokens")
+    if field == "kv_cache_gib" and tokens is not None and not kv_bytes_per_token:
+        why = (
+            f"the log gives {tokens} KV tokens but no GiB (V1 before 0.9.1, the CPU engine) "
+            "and the bytes per token are unknown: pass plan (the vllm_memory_plan result)"
+        )
+    elif field == "gpu_blocks" and tokens is not None and not block_size:
+        why = f"the log gives {tokens} KV tokens but no block count, and block_size is unknown"
+    elif field in ("kv_cache_gib", "gpu_blocks", "kv_cache_tokens", "max_concurrency"):
+        why = "the log gives no KV cache figure"
+    else:
+        why = "the log does not give it"
+    if not startup_in_log:
+        why += " (the startup lines may have rotated out of the container's log)"
+    return why
+
+
 def check_budget(
-    report: Mapping[str, Any], expect: Mapping[str, Any] | None, *, missing_is_violation: bool
-) -> tuple[list[dict[str, Any]], list[str]]:
+    report: Mapping[str, Any],
+    expect: Mapping[str, Any] | None,
+    *,
+    reasons: Mapping[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Compare the memory report with the operator's floors and ceilings.
 
-    Returns (violations, notes). A figure the log does not give is a violation when
-    ``missing_is_violation`` (a container this run started: the log must prove the budget) and
-    a note otherwise (an older container whose startup lines may have been rotated away).
+    Returns (violations, unchecked). A figure the report lacks is never a violation: it is
+    ``unchecked`` ({"expect", "limit", "field", "reason", "msg"}), ``reasons`` giving the why
+    per field (unverifiable_reason()); what the caller does with it is the operator's policy
+    (the module's ``unverifiable_floor``).
     """
     violations: list[dict[str, Any]] = []
-    notes: list[str] = []
+    unchecked: list[dict[str, Any]] = []
     for key, limit in (expect or {}).items():
         if limit is None or key not in EXPECT_CHECKS:
             continue
         field, kind = EXPECT_CHECKS[key]
         value = report.get(field)
         if value is None:
-            message = f"{field} is not in the vLLM log, so {key}={limit} cannot be verified"
-            if missing_is_violation:
-                violations.append({"expect": key, "limit": limit, "value": None, "msg": message})
-            else:
-                notes.append(message)
+            reason = (reasons or {}).get(field) or "the log does not give it"
+            unchecked.append(
+                {
+                    "expect": key,
+                    "limit": limit,
+                    "field": field,
+                    "reason": reason,
+                    "msg": f"{key}={limit} unchecked: {field} unknown, {reason}",
+                }
+            )
             continue
         bad = value < limit if kind == "min" else value > limit
         if bad:
@@ -497,7 +569,7 @@ def check_budget(
                     "msg": f"{field} {value} is {word} {key}={limit}",
                 }
             )
-    return violations, notes
+    return violations, unchecked
 
 
 _METRIC_LINE_RE = re.compile(r"^vllm:cache_config_info\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)", re.M)
@@ -601,7 +673,122 @@ def compare_plan(plan: Mapping[str, Any] | None, report: Mapping[str, Any]) -> d
 
 def memory_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     """The part of parse_memory_report()'s dict the module returns as ``memory``."""
-    return {field: report.get(field) for field in REPORT_FIELDS}
+    summary = {field: report.get(field) for field in REPORT_FIELDS}
+    summary["derived"] = dict(report.get("derived") or {})
+    return summary
+
+
+BUDGET_PROOF_KEYS = (
+    "KV Cache is",
+    "KV cache",
+    "blocks:",
+    "Maximum concurrency",
+    "Model loading took",
+)
+
+
+def budget_proof(log_text: str) -> list[str]:
+    """The log lines a budget verdict rests on (at most 12)."""
+    lines = log_text.splitlines()
+    return [line for line in lines if any(key in line for key in BUDGET_PROOF_KEYS)][:12]
+
+
+def verify_memory(
+    log_text: str,
+    *,
+    metrics_text: str | None,
+    expect: Mapping[str, Any] | None,
+    plan: Mapping[str, Any] | None = None,
+    block_size: int | None = None,
+    gpu_memory_utilization: float | None = None,
+    max_model_len: int | None = None,
+    startup_in_log: bool = True,
+    on_budget_violation: str = "fail",
+    unverifiable_floor: str = "warn",
+) -> dict[str, Any]:
+    """The module's verification of a ready server's memory, as data.
+
+    ``log_text`` is the startup section of the log (vllm_logs.startup_section()),
+    ``metrics_text`` the /metrics page (None when it did not answer 200). ``startup_in_log``:
+    the container was started by this run, so its log must hold the startup lines; for an
+    older container an unchecked floor is only reported (its lines may have rotated away).
+
+    Returns memory (memory_summary()), metrics (cache_config_info labels or None),
+    mismatches, budget ({expect, violations, unchecked, policy}), plan_comparison (None
+    without a plan), warnings, and failure (None, or {kind, msg, proof} with kind
+    budget_violation or budget_unverifiable).
+    """
+    report = parse_memory_report(log_text)
+    cache_info = parse_cache_config_info(metrics_text) if metrics_text else None
+    report, mismatches = reconcile_metrics(
+        report,
+        cache_info,
+        block_size=block_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+    )
+    kv_bytes_per_token = (plan or {}).get("kv_bytes_per_token")
+    size = (
+        block_size
+        or _as_int((cache_info or {}).get("block_size"))
+        or ((plan or {}).get("inputs") or {}).get("block_size")
+    )
+    report, derived = derive_figures(report, kv_bytes_per_token=kv_bytes_per_token, block_size=size)
+    report["derived"] = derived
+    length = report.get("max_model_len") or max_model_len
+    if report.get("max_concurrency") is None and report.get("kv_cache_tokens") and length:
+        report["max_concurrency"] = round(report["kv_cache_tokens"] / length, 2)
+    reasons = {
+        field: unverifiable_reason(
+            field,
+            report,
+            kv_bytes_per_token=kv_bytes_per_token,
+            block_size=size,
+            startup_in_log=startup_in_log,
+        )
+        for field, _ in EXPECT_CHECKS.values()
+    }
+    expect = {key: value for key, value in (expect or {}).items() if value is not None}
+    violations, unchecked = check_budget(report, expect, reasons=reasons)
+    warnings = [f"memory report: {mismatch}" for mismatch in mismatches]
+    failure = None
+    if violations:
+        text = "; ".join(violation["msg"] for violation in violations)
+        if on_budget_violation == "warn":
+            warnings.append(f"memory budget: {text}")
+        else:
+            failure = {
+                "kind": "budget_violation",
+                "msg": f"serves, but its memory budget misses the floors: {text}",
+                "proof": budget_proof(log_text),
+            }
+    if unchecked:
+        text = "; ".join(item["msg"] for item in unchecked)
+        if unverifiable_floor == "fail" and startup_in_log and failure is None:
+            failure = {
+                "kind": "budget_unverifiable",
+                "msg": f"serves, but its memory budget cannot be verified: {text}",
+                "proof": budget_proof(log_text),
+            }
+        else:
+            warnings.append(f"memory budget: {text}")
+    return {
+        "memory": memory_summary(report),
+        "metrics": cache_info,
+        "mismatches": mismatches,
+        "budget": {
+            "expect": expect,
+            "violations": violations,
+            "unchecked": unchecked,
+            "policy": {
+                "on_budget_violation": on_budget_violation,
+                "unverifiable_floor": unverifiable_floor,
+            },
+        },
+        "plan_comparison": compare_plan(plan, report) if plan else None,
+        "warnings": warnings,
+        "failure": failure,
+    }
 
 
 def models_listed(body: str, served_names: Sequence[str]) -> tuple[bool, list[str]]:
@@ -657,5 +844,36 @@ def check_chat_answer(status: int | None, body: str) -> tuple[bool, str]:
     message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
     if not isinstance(message, dict):
         return False, f"HTTP 200 without choices[0].message: {body.strip()[:300]}"
-    reply = message.get("content") or message.get("reasoning_content") or ""
-    return True, str(reply)[:200]
+    if message.get("tool_calls"):
+        return True, json.dumps(message["tool_calls"])[:200]
+    reply = str(
+        message.get("content") or message.get("reasoning_content") or message.get("reasoning") or ""
+    )
+    degenerate = degenerate_reason(reply)
+    if degenerate:
+        return False, f"HTTP 200 with {degenerate}"
+    return True, reply[:200]
+
+
+def smoke_proof(served_name: str, said: str, body: str) -> list[str]:
+    """The proof of a failed smoke request: what it asked, the verdict, the answer's body."""
+    proof = [f"POST /v1/chat/completions (model {served_name}): {said}"]
+    if body and body.strip():
+        proof.append(f"response body: {body.strip()[:500]}")
+    return proof
+
+
+def degenerate_reason(text: str) -> str | None:
+    """Why an answer's text is no answer: empty, blank, or one character repeated.
+
+    fp16 overflow (vllm#14126; Turing has no bf16) answers HTTP 200 with ``!!!!!!``.
+    """
+    visible = "".join(text.split())
+    if not visible:
+        return "an empty answer" if not text else "a blank answer"
+    if len(visible) > 1 and len(set(visible)) == 1:
+        return (
+            f"degenerate text {text[:40]!r} (one character repeated, as fp16 overflow answers; "
+            "try dtype bfloat16 or float32 where the GPU has them)"
+        )
+    return None

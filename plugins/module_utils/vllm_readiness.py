@@ -12,7 +12,13 @@ The wait ends on the first of:
 * ``fatal_log``: a log line vllm_logs recognises as fatal (kv_cache_too_small, cuda_oom, ...);
   a short grace lets the lines after it (the root cause below a wrapper, the exit) arrive;
 * ``exited``: the container stopped, or Docker restarted it;
+* ``unhealthy``: ``GET /health`` answers the status that means "the engine is dead" on this
+  vLLM version (health_semantics()) for ``fatal_grace`` seconds;
 * ``timeout``: ``timeout`` seconds passed.
+
+Request logs never end the wait (vllm_logs ignores them). For a container that was already
+running (``startup_only``), only its startup section (the lines up to the ready line) can end
+the wait: after that, the probes judge it.
 """
 
 from __future__ import annotations
@@ -29,9 +35,12 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
     FAILURE_KINDS,
+    READY_RE,
     classify_failure,
+    clean_line,
     is_fatal_line,
     primary_failure,
+    startup_section,
 )
 
 Probe = Callable[[str], tuple[int | None, str]]
@@ -115,6 +124,42 @@ class LogFollower:
                 close()
 
 
+def health_semantics(version: Sequence[int] | None) -> dict[str, Any]:
+    """What ``GET /health`` tells about the engine on a vLLM version (facts, "Versions").
+
+    Returns dead_statuses (the answers that mean the engine is dead), proves_engine (whether
+    a 200 proves a live engine: not on 0.8.x, whose V1 engine answers 200 when it is dead;
+    None when the version is unknown) and note (a sentence for a report).
+    """
+    if version is None:
+        return {
+            "dead_statuses": (500, 503),
+            "proves_engine": None,
+            "note": "vLLM version unknown: /health 500 or 503 counts as a dead engine",
+        }
+    release = (*version, 0, 0)
+    if release[:2] < (0, 9):
+        return {
+            "dead_statuses": (500,),
+            "proves_engine": False,
+            "note": (
+                "vLLM before 0.9 with the V1 engine answers /health 200 even when the engine "
+                "is dead; only a request (smoke_test) proves that it serves"
+            ),
+        }
+    if release[:2] < (0, 11):
+        return {
+            "dead_statuses": (500,),
+            "proves_engine": True,
+            "note": "vLLM 0.9-0.10 answers /health 500 when the engine is dead",
+        }
+    return {
+        "dead_statuses": (503,),
+        "proves_engine": True,
+        "note": "vLLM 0.11 and later answers /health 503 when the engine is dead",
+    }
+
+
 def failure_from_log(lines: Sequence[str]) -> tuple[str | None, list[str]]:
     """The root-cause kind and the lines that prove it (root cause first, then wrappers)."""
     errors = classify_failure("\n".join(lines))
@@ -135,6 +180,8 @@ def wait_until_ready(
     timeout: float,
     log_lines: list[str],
     full_log: Callable[[], list[str]] | None = None,
+    startup_only: bool = False,
+    dead_health_statuses: Sequence[int] = (500, 503),
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     interval: float = 0.25,
@@ -147,12 +194,15 @@ def wait_until_ready(
     ``probe(path)`` returns (HTTP status or None when nothing answers, body);
     ``full_log()`` (optional) returns the container's whole log; once the container stopped it
     replaces what the stream delivered (a follow stream may lag behind, or go on across a
-    restart).
+    restart). ``startup_only``: the container was already running, so a failure line after
+    its ready line does not end the wait (the probes judge a server that is up).
+    ``dead_health_statuses``: the /health answers that mean a dead engine (health_semantics()).
 
-    Returns ready (bool), reason (ready, fatal_log, exited, timeout), kind (failure kind from
-    vllm_logs.FAILURE_KINDS or None), proof (log lines), exit_code, seconds (until the end),
-    health_ok_seconds (first /health 200), fatal_seconds (first fatal line seen), models (ids
-    /v1/models listed), log_tail.
+    Returns ready (bool), reason (ready, fatal_log, exited, unhealthy, timeout), kind (failure
+    kind from vllm_logs.FAILURE_KINDS or None), proof (log lines), exit_code, seconds (until the
+    end), health_ok_seconds (first /health 200), fatal_seconds (first fatal line seen),
+    health_status (the last /health answer, None without one), models (ids /v1/models listed),
+    log_tail.
     """
     start = clock()
     result: dict[str, Any] = {
@@ -164,18 +214,30 @@ def wait_until_ready(
         "seconds": None,
         "health_ok_seconds": None,
         "fatal_seconds": None,
+        "health_status": None,
         "models": [],
         "log_tail": [],
     }
+    started_up = False
+    dead_since: float | None = None
 
     def finish(reason: str) -> dict[str, Any]:
         result["reason"] = reason
         result["seconds"] = round(clock() - start, 2)
         if reason != "ready":
-            kind, proof = failure_from_log(log_lines)
+            # A running container's fatal line is from its startup; a later one is not judged.
+            judged = (
+                startup_section(log_lines) if startup_only and reason == "fatal_log" else log_lines
+            )
+            kind, proof = failure_from_log(judged)
+            if reason == "unhealthy":
+                proof = [
+                    f"GET /health answered HTTP {result['health_status']}: the engine is dead",
+                    *proof,
+                ][:MAX_PROOF_LINES]
             result["kind"] = kind
             result["proof"] = proof
-            if kind is None and reason == "exited":
+            if kind is None and reason in ("exited", "unhealthy"):
                 result["kind"] = "engine_failed"
         result["log_tail"] = log_lines[-LOG_TAIL_LINES:]
         return result
@@ -183,8 +245,12 @@ def wait_until_ready(
     while True:
         for line in read_logs():
             log_lines.append(line)
+            if startup_only and started_up:
+                continue
             if result["fatal_seconds"] is None and is_fatal_line(line):
                 result["fatal_seconds"] = round(clock() - start, 2)
+            if READY_RE.search(clean_line(line)):
+                started_up = True
         state = container_state()
         if not state.get("running") or state.get("restarted"):
             if full_log is not None:
@@ -199,6 +265,13 @@ def wait_until_ready(
                 return finish("fatal_log")
         else:
             status, _ = probe("/health")
+            result["health_status"] = status
+            if status in dead_health_statuses:
+                dead_since = now if dead_since is None else dead_since
+                if now - dead_since >= fatal_grace:
+                    return finish("unhealthy")
+            else:
+                dead_since = None
             if status == 200:
                 if result["health_ok_seconds"] is None:
                     result["health_ok_seconds"] = round(now - start, 2)
@@ -215,4 +288,10 @@ def wait_until_ready(
         sleep(interval)
 
 
-__all__ = ["FAILURE_KINDS", "LogFollower", "failure_from_log", "wait_until_ready"]
+__all__ = [
+    "FAILURE_KINDS",
+    "LogFollower",
+    "failure_from_log",
+    "health_semantics",
+    "wait_until_ready",
+]

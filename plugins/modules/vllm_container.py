@@ -26,11 +26,17 @@ description:
     container is recreated. Check mode and C(--diff) show what would change.
   - After a start it follows the container log and polls C(/health) and C(/v1/models) until the
     server answers and lists every O(served_model_name), or O(ready_timeout) passes. A fatal log
-    line or the container exiting ends the wait at once, and the module fails with a classified
-    reason (RV(kind)) and the log lines that prove it (RV(proof)).
+    line, the container exiting, or C(/health) answering what a dead engine answers on that vLLM
+    version (500 on 0.9 and 0.10, 503 from 0.11) ends the wait at once, and the module fails
+    with a classified reason (RV(kind)) and the lines that prove it (RV(proof)).
+  - Request logs are never failures - vLLM 0.8.5 logs every prompt, and a prompt may quote any
+    error message. A container that was already running is judged by its probes and the startup
+    section of its log (the lines up to the ready line) only.
+  - On vLLM before 0.9 with the V1 engine C(/health) answers 200 even when the engine is dead;
+    O(smoke_test) is what proves that such a server answers.
   - Reads the memory report vLLM logs (KV cache, weights, blocks, concurrency, per rank),
-    cross-checks it with C(vllm:cache_config_info) on C(/metrics), and compares it with the
-    operator's floors in O(expect).
+    cross-checks it with C(vllm:cache_config_info) on C(/metrics), derives what the log lacks,
+    and compares it with the operator's floors in O(expect).
   - When a changed configuration fails to become ready or misses a floor, the previous container
     (stopped and renamed C(<name>-llmops-previous) before the new one started) is restored and
     started again (O(rollback)). On success the previous container is removed.
@@ -283,8 +289,13 @@ options:
   expect:
     description:
       - Floors and ceilings on the memory report vLLM logs (the minimum over ranks for capacity,
-        the maximum for weights). A figure the log of a container started by this run does not
-        give counts as a violation.
+        the maximum for weights).
+      - A figure the log does not give is derived where it can be - KV GiB from the KV token
+        count times the bytes per token of O(plan) (C(kv_bytes_per_token)), blocks from the KV
+        token count divided by the block size (O(block_size), else C(/metrics)). vLLM 0.8.5 to
+        0.9.0 with the V1 engine (any Ampere or newer GPU) and the CPU engine log only tokens.
+      - A floor that still cannot be checked is never a violation - it is reported under
+        RV(budget.unchecked) with the reason, and O(unverifiable_floor) decides what follows.
     type: dict
     suboptions:
       min_kv_cache_gib:
@@ -308,6 +319,16 @@ options:
     type: str
     choices: [fail, warn]
     default: fail
+  unverifiable_floor:
+    description:
+      - What a floor of O(expect) that the log cannot prove does (see O(expect)).
+      - V(warn) reports it (RV(budget.unchecked)) and warns; the start counts as verified.
+      - V(fail) fails a container this run started (RV(kind=budget_unverifiable)), which rolls a
+        changed configuration back like a failed start. A container that was already running is
+        only reported, since its startup lines may have rotated out of its log.
+    type: str
+    choices: [warn, fail]
+    default: warn
   rollback:
     description:
       - When a changed configuration fails readiness or verification, remove the new container and
@@ -327,6 +348,8 @@ options:
         O(served_model_name). A failed request counts as a failed start
         (RV(kind=smoke_test_failed)), so a changed configuration is rolled back before the
         previous container is removed.
+      - An answer with HTTP 200 fails too when its text is empty, blank or one character
+        repeated (fp16 overflow answers C(!!!!!!)).
     type: bool
     default: false
   smoke_test_timeout:
@@ -501,7 +524,8 @@ memory:
     - The memory report vLLM logged (vllm_logs.parse_memory_report) - engine, vllm_version,
       kv_cache_gib (minimum over ranks), weights_gib, gpu_blocks, cpu_blocks, kv_cache_tokens,
       max_model_len, max_concurrency, total_gpu_memory_gib, gpu_memory_utilization, budget_gib,
-      timings, and ranks (one dict per rank). A figure the log does not give is null.
+      timings, and ranks (one dict per rank). A figure the log does not give is null unless it
+      could be derived; C(derived) says which figures were derived and how.
   returned: when O(state=started)
   type: dict
   sample:
@@ -523,16 +547,20 @@ metrics_mismatches:
   type: list
   elements: str
 budget:
-  description: The O(expect) check - violations (expect, limit, value, msg) and notes.
+  description:
+    - The O(expect) check - C(expect), C(violations) (expect, limit, value, msg), C(unchecked)
+      (expect, limit, field, reason, msg - floors the log cannot prove) and C(policy)
+      (O(on_budget_violation), O(unverifiable_floor)).
   returned: when O(state=started)
   type: dict
 smoke_test:
   description:
     - The smoke request (O(smoke_test)) - passed, status (HTTP status, null without an
-      answer), seconds, reply (the start of the answer's content).
+      answer), seconds, reply (the start of the answer's content), error (why it failed, such
+      as C(HTTP 500: EngineCore encountered an issue...) or C(HTTP 200 with degenerate text)).
   returned: when O(smoke_test) is true and the server was ready
   type: dict
-  sample: {"passed": true, "status": 200, "seconds": 0.41, "reply": "OK"}
+  sample: {"passed": true, "status": 200, "seconds": 0.41, "reply": "OK", "error": null}
 plan_comparison:
   description: Per figure, the planned value (O(plan)), the measured one and error_pct.
   returned: when O(plan) is given and O(state=started)
@@ -549,7 +577,9 @@ image_pull:
   returned: when the image was (or would be) pulled
   type: str
 reason:
-  description: How the wait ended - C(exited), C(fatal_log) or C(timeout).
+  description:
+    - How the wait ended - C(exited), C(fatal_log), C(unhealthy) (C(/health) answered what a dead
+      engine answers) or C(timeout).
   returned: failure during the wait
   type: str
 rolled_back:
@@ -563,10 +593,11 @@ rollback:
 kind:
   description:
     - Why the server did not become ready - kv_cache_too_small, no_cache_memory,
-      gpu_memory_busy, cuda_oom, nccl, cuda_driver, model_not_found, bad_argument,
-      engine_failed (a wrapper, or an exit without a recognised cause), budget_violation,
-      smoke_test_failed, ready_timeout, docker_error (Docker refused to create or start the
-      container).
+      gpu_memory_busy, cuda_oom, nccl, cuda_driver, model_not_found, max_model_len_too_large
+      (max_model_len above the model's limit), bad_argument, engine_failed (a wrapper, an exit
+      without a recognised cause, or a dead engine behind C(/health)), budget_violation,
+      budget_unverifiable (O(unverifiable_floor=fail)), smoke_test_failed, ready_timeout,
+      docker_error (Docker refused to create or start the container).
   returned: failure
   type: str
   sample: kv_cache_too_small
@@ -603,23 +634,20 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi impo
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container import (
     PREVIOUS_SUFFIX,
     actual_spec,
-    check_budget,
     check_chat_answer,
     check_tensor_parallel_size,
-    compare_plan,
     compare_specs,
     desired_spec,
     display_spec,
     exposure_warning,
     image_env,
-    memory_summary,
-    parse_cache_config_info,
     parse_gpus,
     parse_ulimits,
     probe_address,
-    reconcile_metrics,
+    smoke_proof,
     smoke_request,
     validate_options,
+    verify_memory,
     visible_gpu_count,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags import (
@@ -634,11 +662,12 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags impo
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
     classify_message,
-    parse_memory_report,
+    startup_section,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_readiness import (
     LogFollower,
     failure_from_log,
+    health_semantics,
     wait_until_ready,
 )
 
@@ -713,6 +742,7 @@ class VllmContainer:
             ) from err
         self.name = self.p["name"]
         self.previous_name = self.name + PREVIOUS_SUFFIX
+        self.version: tuple[int, ...] | None = None
 
     # --- image and host facts ------------------------------------------------------------
 
@@ -783,6 +813,7 @@ class VllmContainer:
         else:
             version_text, version_source = detect_vllm_version(p["image"], labels, env_of_image)
         version = parse_version(version_text)
+        self.version = version
         style = entrypoint_style(config.get("Entrypoint"), config.get("Cmd"))
 
         effective_env = dict(env_of_image)
@@ -927,8 +958,13 @@ class VllmContainer:
         """What /v1/models must list: the served names, else the model path as vLLM does."""
         return self.p["served_model_name"] or [self.p["model"] or self.p["model_container_path"]]
 
-    def wait_ready(self, container, *, started_now: bool) -> dict[str, Any]:
-        """Wait for readiness, then read and verify the memory report."""
+    def wait_ready(self, container, *, started_now: bool, own_image: bool = True) -> dict[str, Any]:
+        """Wait for readiness, then read and verify the memory report.
+
+        ``started_now``: this run started the container (its whole startup is to be judged);
+        otherwise only the startup section of its log counts, and its probes. ``own_image``:
+        the container runs the planned image, so its vLLM version's /health semantics apply.
+        """
         container.reload()
         initial = container.attrs.get("State") or {}
         restarts = container.attrs.get("RestartCount", 0)
@@ -959,6 +995,7 @@ class VllmContainer:
             }
 
         served = self._served_names()
+        health = health_semantics(self.version if own_image else None)
         wait = wait_until_ready(
             read_logs=follower.drain,
             container_state=state,
@@ -967,6 +1004,8 @@ class VllmContainer:
             timeout=self.p["ready_timeout"],
             log_lines=lines,
             full_log=lambda: self._full_log(container, since),
+            startup_only=not started_now,
+            dead_health_statuses=health["dead_statuses"],
         )
         follower.close()
         self.result["timings"] = {
@@ -982,6 +1021,11 @@ class VllmContainer:
             elif wait["reason"] == "exited":
                 message = (
                     f"{self.name} exited (code {wait['exit_code']}) before it was ready: {kind}"
+                )
+            elif wait["reason"] == "unhealthy":
+                message = (
+                    f"{self.name} answers /health with HTTP {wait['health_status']}, "
+                    f"its engine is dead: {kind}"
                 )
             else:
                 message = f"{self.name} failed to start: {kind}"
@@ -1005,7 +1049,11 @@ class VllmContainer:
         text = container.logs(stdout=True, stderr=True, since=since).decode(
             "utf-8", errors="replace"
         )
-        return self.verify(text, missing_is_violation=started_now)
+        # Only the startup: what follows the ready line is serving (request logs, prompts).
+        startup = "\n".join(startup_section(text.splitlines()))
+        if health["proves_engine"] is False and not self.p["smoke_test"] and own_image:
+            self.warnings.append(f"{health['note']}; without it the check is /health only")
+        return self.verify(startup, started_now=started_now)
 
     @staticmethod
     def _full_log(container, since: int | None) -> list[str]:
@@ -1018,37 +1066,35 @@ class VllmContainer:
         except DockerException:
             return []
 
-    def verify(self, log_text: str, *, missing_is_violation: bool) -> dict[str, Any]:
+    def verify(self, log_text: str, *, started_now: bool) -> dict[str, Any]:
         p = self.p
-        report = parse_memory_report(log_text)
         status, metrics_text = self._probe("/metrics")
-        cache_info = parse_cache_config_info(metrics_text) if status == 200 else None
-        report, mismatches = reconcile_metrics(
-            report,
-            cache_info,
+        checked = verify_memory(
+            log_text,
+            metrics_text=metrics_text if status == 200 else None,
+            expect=p["expect"],
+            plan=p["plan"],
             block_size=p["block_size"],
             gpu_memory_utilization=p["gpu_memory_utilization"],
             max_model_len=p["max_model_len"],
+            startup_in_log=started_now,
+            on_budget_violation=p["on_budget_violation"],
+            unverifiable_floor=p["unverifiable_floor"],
         )
-        self.warnings.extend(f"memory report: {mismatch}" for mismatch in mismatches)
-        expect = {k: v for k, v in (p["expect"] or {}).items() if v is not None}
-        violations, notes = check_budget(report, expect, missing_is_violation=missing_is_violation)
-        self.result["memory"] = memory_summary(report)
-        self.result["metrics"] = cache_info
-        self.result["metrics_mismatches"] = mismatches
-        self.result["budget"] = {"expect": expect, "violations": violations, "notes": notes}
-        if p["plan"]:
-            self.result["plan_comparison"] = compare_plan(p["plan"], report)
-        if violations:
-            text = "; ".join(violation["msg"] for violation in violations)
-            if p["on_budget_violation"] == "warn":
-                self.warnings.append(f"memory budget: {text}")
-            else:
-                return {
-                    "ok": False,
-                    "msg": f"{self.name} serves, but its memory budget misses the floors: {text}",
-                    "details": {"kind": "budget_violation", "proof": self._budget_proof(log_text)},
-                }
+        self.warnings.extend(checked["warnings"])
+        self.result["memory"] = checked["memory"]
+        self.result["metrics"] = checked["metrics"]
+        self.result["metrics_mismatches"] = checked["mismatches"]
+        self.result["budget"] = checked["budget"]
+        if checked["plan_comparison"] is not None:
+            self.result["plan_comparison"] = checked["plan_comparison"]
+        failure = checked["failure"]
+        if failure:
+            return {
+                "ok": False,
+                "msg": f"{self.name} {failure['msg']}",
+                "details": {"kind": failure["kind"], "proof": failure["proof"]},
+            }
         if p["smoke_test"]:
             return self.smoke_test()
         return {"ok": True}
@@ -1066,20 +1112,15 @@ class VllmContainer:
             "status": status,
             "seconds": round(time.monotonic() - started, 2),
             "reply": said if ok else None,
+            "error": None if ok else said,
         }
         if ok:
             return {"ok": True}
-        proof = f"POST /v1/chat/completions (model {served}): {said}"
         return {
             "ok": False,
             "msg": f"{self.name} is ready, but the smoke request failed: {said}",
-            "details": {"kind": "smoke_test_failed", "proof": [proof]},
+            "details": {"kind": "smoke_test_failed", "proof": smoke_proof(served, said, text)},
         }
-
-    @staticmethod
-    def _budget_proof(log_text: str) -> list[str]:
-        keys = ("KV Cache is", "KV cache", "blocks:", "Maximum concurrency", "Model loading took")
-        return [line for line in log_text.splitlines() if any(key in line for key in keys)][:12]
 
     # --- states --------------------------------------------------------------------------
 
@@ -1287,7 +1328,7 @@ class VllmContainer:
             keys = ("memory", "budget", "metrics", "metrics_mismatches", "plan_comparison")
             keys += ("ready_seconds", "timings", "smoke_test")
             saved = {key: self.result[key] for key in keys if key in self.result}
-            outcome = self.wait_ready(old, started_now=False)
+            outcome = self.wait_ready(old, started_now=False, own_image=False)
             info["ready"] = outcome["ok"]
             info["memory"] = self.result.get("memory")
             info["timings"] = self.result.get("timings")
@@ -1382,6 +1423,7 @@ def main() -> None:
             "ready_timeout": {"type": "int", "default": 900},
             "expect": {"type": "dict", "options": expect_options},
             "on_budget_violation": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
+            "unverifiable_floor": {"type": "str", "default": "warn", "choices": ["warn", "fail"]},
             "rollback": {"type": "bool", "default": True},
             "plan": {"type": "dict"},
             "smoke_test": {"type": "bool", "default": False},

@@ -284,24 +284,32 @@ SEED_CHECKED, _ = reconcile_metrics(
     ],
 )
 def test_budget_against_the_seed_log(expect, violated):
-    violations, _ = check_budget(SEED_CHECKED, expect, missing_is_violation=True)
+    violations, unchecked = check_budget(SEED_CHECKED, expect)
+    assert unchecked == []
     assert [item["expect"] for item in violations] == violated
     for item in violations:
         assert str(item["value"]) in item["msg"]
         assert str(item["limit"]) in item["msg"]
 
 
-def test_budget_figure_missing_from_the_log():
+def test_budget_figure_missing_from_the_log_is_unchecked_not_a_violation():
     report = parse_memory_report(
         (FIXTURES / "vllm_logs" / "v1_0.20.1_tp2_enginecore_separate_lines.log").read_text()
     )
     assert report["kv_cache_gib"] is None
-    violations, notes = check_budget(report, {"min_kv_cache_gib": 1}, missing_is_violation=True)
-    assert violations[0]["value"] is None
-    assert "cannot be verified" in violations[0]["msg"]
-    violations, notes = check_budget(report, {"min_kv_cache_gib": 1}, missing_is_violation=False)
+    violations, unchecked = check_budget(
+        report, {"min_kv_cache_gib": 1}, reasons={"kv_cache_gib": "no plan"}
+    )
     assert violations == []
-    assert "cannot be verified" in notes[0]
+    assert unchecked == [
+        {
+            "expect": "min_kv_cache_gib",
+            "limit": 1,
+            "field": "kv_cache_gib",
+            "reason": "no plan",
+            "msg": "min_kv_cache_gib=1 unchecked: kv_cache_gib unknown, no plan",
+        }
+    ]
 
 
 def test_cache_config_info_of_the_standin_metrics():

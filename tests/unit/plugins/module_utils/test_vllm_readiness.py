@@ -8,6 +8,7 @@ import pytest
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_readiness import (
     LogFollower,
     failure_from_log,
+    health_semantics,
     wait_until_ready,
 )
 
@@ -202,3 +203,120 @@ def test_log_follower_survives_a_broken_stream():
 
     follower = LogFollower(broken()).start()
     assert follower.wait_finished(5.0) == ["one"]
+
+
+# --- request logs, the startup section of a running container, /health per version ---------
+
+SERVING = log_lines("v1_0.8.x_request_logs_serving.log")
+NCCL_LINE = (
+    "(VllmWorkerProcess pid=221) ERROR 04-06 20:46:48 [multiproc_worker_utils.py:238] "
+    "torch.distributed.DistBackendError: NCCL error in: "
+    "/pytorch/torch/csrc/distributed/c10d/NCCLUtils.hpp:268, unhandled system error "
+    "(run with NCCL_DEBUG=INFO for details), NCCL version 2.21.5"
+)
+
+
+def quoted_in_a_prompt(message: str) -> str:
+    """SERVING's real 0.8.x request line with ``message`` pasted into the user's prompt."""
+    line = SERVING[1].replace("user\\nping", "user\\n" + message.replace("'", "\\'"))
+    assert message in line
+    return line
+
+
+def running_log() -> list[str]:
+    """A server that started (the seed's lines, uvicorn's ready line) and serves requests."""
+    return [
+        *log_lines("v0_0.8.5_tp4_seed_success.log"),
+        "INFO:     Application startup complete.",
+        quoted_in_a_prompt(NCCL_LINE),
+        *SERVING[2:4],
+    ]
+
+
+@pytest.mark.parametrize("startup_only", [False, True])
+def test_a_prompt_quoting_an_nccl_error_does_not_fail_a_healthy_server(startup_only):
+    # The issue's case: a user pastes "RuntimeError: NCCL error ... unhandled system error".
+    server = FakeServer(running_log(), serve_after=0.0)
+    result, _ = server.wait(startup_only=startup_only)
+
+    assert result["ready"] is True
+    assert result["kind"] is None
+    assert result["fatal_seconds"] is None
+
+
+def test_a_failure_after_the_ready_line_of_a_running_container_is_left_to_the_probes():
+    # A running container: whatever the engine logged while serving does not end the wait;
+    # its probes (here: healthy) decide.
+    lines = [*running_log(), NCCL_LINE]
+    server = FakeServer(lines, serve_after=len(lines) * 0.25 + 1)
+    result, _ = server.wait(startup_only=True)
+
+    assert result["ready"] is True
+    assert result["fatal_seconds"] is None
+
+
+def test_a_failure_in_the_startup_section_of_a_running_container_still_ends_the_wait():
+    server = FakeServer(log_lines("fail_kv_cache_too_small_v1_enginecore_dp0.log"))
+    result, _ = server.wait(startup_only=True, fatal_grace=2.0)
+
+    assert result["reason"] == "fatal_log"
+    assert result["kind"] == "kv_cache_too_small"
+
+
+def test_a_container_started_now_still_fails_on_an_engine_line_after_request_lines():
+    server = FakeServer([*SERVING, NCCL_LINE])
+    result, _ = server.wait(fatal_grace=1.0)
+
+    assert result["reason"] == "fatal_log"
+    assert result["kind"] == "nccl"
+    assert result["proof"] == [NCCL_LINE]
+
+
+class DeadEngine(FakeServer):
+    """The API server answers; /health says what a dead engine says on that version."""
+
+    def __init__(self, status):
+        super().__init__(running_log())
+        self.status = status
+
+    def probe(self, path):
+        self.probes.append(path)
+        return (self.status, "") if path == "/health" else (200, MODELS)
+
+
+@pytest.mark.parametrize(
+    ("version", "status"),
+    [((0, 9, 2), 500), ((0, 10, 1, 1), 500), ((0, 11, 0), 503), ((0, 32, 0), 503)],
+)
+def test_health_that_says_dead_engine_ends_the_wait(version, status):
+    semantics = health_semantics(version)
+    server = DeadEngine(status)
+    result, _ = server.wait(
+        startup_only=True, dead_health_statuses=semantics["dead_statuses"], fatal_grace=2.0
+    )
+
+    assert semantics["proves_engine"] is True
+    assert result["reason"] == "unhealthy"
+    assert result["kind"] == "engine_failed"
+    assert result["proof"][0] == f"GET /health answered HTTP {status}: the engine is dead"
+    assert result["health_status"] == status
+    # Within the grace, not at the timeout.
+    assert result["seconds"] < 10
+
+
+def test_a_503_on_0_10_is_not_the_dead_engine_answer():
+    server = DeadEngine(503)
+    result, _ = server.wait(
+        timeout=5, dead_health_statuses=health_semantics((0, 10, 2))["dead_statuses"]
+    )
+
+    assert result["reason"] == "timeout"
+
+
+def test_0_8_5_health_does_not_prove_a_live_engine():
+    semantics = health_semantics((0, 8, 5))
+
+    assert semantics["proves_engine"] is False
+    assert "smoke_test" in semantics["note"]
+    assert health_semantics(None)["dead_statuses"] == (500, 503)
+    assert health_semantics(None)["proves_engine"] is None

@@ -556,8 +556,9 @@ budget:
 smoke_test:
   description:
     - The smoke request (O(smoke_test)) - passed, status (HTTP status, null without an
-      answer), seconds, reply (the start of the answer's content), error (why it failed, such
-      as C(HTTP 500: EngineCore encountered an issue...) or C(HTTP 200 with degenerate text)).
+      answer), seconds, reply (the start of the answer's content), error (why it failed - the
+      error message of the answer, such as vLLM's C(EngineCore encountered an issue), or
+      C(HTTP 200 with degenerate text)).
   returned: when O(smoke_test) is true and the server was ready
   type: dict
   sample: {"passed": true, "status": 200, "seconds": 0.41, "reply": "OK", "error": null}

@@ -106,6 +106,11 @@ RANK_FIGURE_PATTERNS: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = (
         re.compile(rf"Available KV cache memory: (?P<kv>{NUMBER}) ?GiB"),
         {"kv": "kv_cache_gib"},
     ),
+    # The CPU worker (vllm/v1/worker/cpu_worker.py, 0.32): VLLM_CPU_KVCACHE_SPACE or its share.
+    (
+        re.compile(rf"(?:Explicitly|Auto) set \((?P<kv>{NUMBER})/{NUMBER}\) GiB for KV cache"),
+        {"kv": "kv_cache_gib"},
+    ),
     (
         re.compile(
             rf"Graph capturing finished in (?P<sec>{NUMBER}) secs?, took (?P<gib>{NUMBER}) GiB"
@@ -194,7 +199,13 @@ FAILURE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"stored in KV cache|To serve at least one request with the models?'s max seq len"
         ),
     ),
-    ("no_cache_memory", re.compile(r"No available memory for the cache blocks")),
+    (
+        "no_cache_memory",
+        re.compile(
+            r"No available memory for the cache blocks"
+            r"|Available memory on node \d+ \(.*\) on kv cache allocation is less than requested"
+        ),
+    ),
     (
         "gpu_memory_busy",
         re.compile(

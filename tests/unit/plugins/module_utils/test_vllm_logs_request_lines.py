@@ -31,6 +31,10 @@ RECEIVED, ADDED, ACCESS = SERVING[1], SERVING[2], SERVING[3]
 FACTS_MESSAGES = [
     "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
     "initializing the engine.",
+    # The CPU worker of 0.32 (vllm/v1/worker/cpu_worker.py).
+    "ValueError: Available memory on node 0 (2.1/14.59 GiB) on kv cache allocation is less than "
+    "requested memory for kv (4.0 GiB). Decrease --kv-cache-memory-bytes, "
+    "VLLM_CPU_KVCACHE_SPACE, or reduce CPU memory used by other processes.",
     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.02 GiB.",
     "RuntimeError: CUDA out of memory occurred when warming up sampler with 256 dummy requests.",
     "ValueError: Failed to load model - not enough GPU memory.",

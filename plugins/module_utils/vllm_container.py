@@ -263,6 +263,12 @@ def validate_options(params: Mapping[str, Any]) -> list[str]:
             errors.append(str(err) if str(err).startswith(key) else f"{key}: {err}")
     if params.get("model_host_path") and not params.get("model_container_path"):
         errors.append("model_container_path is required with model_host_path")
+    cache = params.get("compile_cache_host_path")
+    if cache and not str(cache).startswith("/"):
+        errors.append(f"compile_cache_host_path must be an absolute path, got {cache!r}")
+    inside = params.get("compile_cache_container_path") or COMPILE_CACHE_CONTAINER_PATH
+    if cache and not str(inside).startswith("/"):
+        errors.append("compile_cache_container_path must be an absolute path")
     if state in ("started", "present", "stopped") and not (
         params.get("model") or params.get("model_container_path")
     ):
@@ -292,6 +298,20 @@ def check_tensor_parallel_size(tensor_parallel_size: int | None, visible: int | 
     return None
 
 
+COMPILE_CACHE_CONTAINER_PATH = "/root/.cache/vllm"
+
+
+def compile_cache_mounts(params: Mapping[str, Any]) -> dict[str, str]:
+    """Host path -> container path of vLLM's compile cache (torch.compile, Triton, FlashInfer
+    caches under ``~/.cache/vllm``), so a recreated container does not compile again."""
+    host = params.get("compile_cache_host_path")
+    if not host:
+        return {}
+    return {
+        str(host): str(params.get("compile_cache_container_path") or COMPILE_CACHE_CONTAINER_PATH)
+    }
+
+
 def desired_spec(params: Mapping[str, Any], args: Sequence[str], image_id: str | None) -> dict:
     """The container the options describe, in the normalized form actual_spec() produces.
 
@@ -304,6 +324,8 @@ def desired_spec(params: Mapping[str, Any], args: Sequence[str], image_id: str |
     if params.get("model_host_path"):
         mode = "ro" if params.get("model_read_only") else "rw"
         mounts.append(f"{params['model_host_path']}:{params['model_container_path']}:{mode}")
+    for host, container in compile_cache_mounts(params).items():
+        mounts.append(f"{host}:{container}:rw")
     bind = params.get("bind_address") or "127.0.0.1"
     container_port = int(params.get("container_port") or 8000)
     ports = {}

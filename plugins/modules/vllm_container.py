@@ -101,6 +101,19 @@ options:
       - Mount the model directory read-only. The seed deployment mounts it read-write.
     type: bool
     default: false
+  compile_cache_host_path:
+    description:
+      - Host directory mounted read-write at O(compile_cache_container_path), so that vLLM's
+        compile caches (C(torch_compile_cache), Triton and FlashInfer kernels) survive a
+        recreated container and the next start does not compile again. Empty mounts nothing.
+      - Docker creates the directory when it is missing.
+    type: path
+  compile_cache_container_path:
+    description:
+      - Where vLLM keeps its caches inside the container (C(~/.cache/vllm) of the user the
+        image runs as; C(VLLM_CACHE_ROOT) moves it).
+    type: str
+    default: /root/.cache/vllm
   port:
     description:
       - Host port published for O(container_port). V(0) publishes nothing.
@@ -638,6 +651,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     check_chat_answer,
     check_tensor_parallel_size,
     compare_specs,
+    compile_cache_mounts,
     desired_spec,
     display_spec,
     exposure_warning,
@@ -892,13 +906,16 @@ class VllmContainer:
             "environment": desired["env"],
             "labels": desired["labels"],
         }
+        volumes: dict[str, dict[str, str]] = {}
         if p["model_host_path"]:
-            kwargs["volumes"] = {
-                p["model_host_path"]: {
-                    "bind": p["model_container_path"],
-                    "mode": "ro" if p["model_read_only"] else "rw",
-                }
+            volumes[p["model_host_path"]] = {
+                "bind": p["model_container_path"],
+                "mode": "ro" if p["model_read_only"] else "rw",
             }
+        for host, container in compile_cache_mounts(p).items():
+            volumes[host] = {"bind": container, "mode": "rw"}
+        if volumes:
+            kwargs["volumes"] = volumes
         if p["port"]:
             kwargs["ports"] = {f"{p['container_port']}/tcp": (p["bind_address"], p["port"])}
         if desired["runtime"]:
@@ -1378,6 +1395,8 @@ def main() -> None:
             "model_host_path": {"type": "path"},
             "model_container_path": {"type": "str"},
             "model_read_only": {"type": "bool", "default": False},
+            "compile_cache_host_path": {"type": "path"},
+            "compile_cache_container_path": {"type": "str", "default": "/root/.cache/vllm"},
             "port": {"type": "int", "default": 8000},
             "container_port": {"type": "int", "default": 8000},
             "bind_address": {"type": "str", "default": "127.0.0.1"},

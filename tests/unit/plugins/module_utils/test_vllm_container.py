@@ -475,3 +475,26 @@ def test_smoke_request_is_short_and_deterministic():
     assert body["max_tokens"] <= 16
     assert body["temperature"] == 0
     assert body["messages"][0]["role"] == "user"
+
+
+def test_compile_cache_is_one_more_bind_mount():
+    params = dict(PARAMS, compile_cache_host_path="/var/cache/llmops/vllm")
+    spec = desired_spec(params, ["--model", "/qwen/qwen3-30b-a3b"], "sha256:1")
+
+    assert "/var/cache/llmops/vllm:/root/.cache/vllm:rw" in spec["mounts"]
+    assert spec["mounts"] == sorted(spec["mounts"])
+    moved = dict(params, compile_cache_container_path="/cache/vllm")
+    assert "/var/cache/llmops/vllm:/cache/vllm:rw" in desired_spec(moved, [], None)["mounts"]
+    assert validate_options(dict(params, compile_cache_host_path="cache")) == [
+        "compile_cache_host_path must be an absolute path, got 'cache'"
+    ]
+
+
+def test_a_compile_cache_the_container_lacks_is_a_change():
+    actual = actual_spec(CONTAINER, IMAGE)
+    params = dict(PARAMS, compile_cache_host_path="/var/cache/llmops/vllm")
+    desired = desired_spec(params, actual["command"], actual["image_id"])
+
+    match, diff = compare_specs(desired, actual, image_env(IMAGE))
+    assert match is False
+    assert diff["changed"] == ["mounts"]

@@ -16,6 +16,9 @@ VENV_BIN := $(abspath $(VENV))/bin
 REQS_HASH := $(shell sha256sum requirements-dev.txt | cut -c1-16)
 VENV_STAMP := $(VENV)/.installed-$(REQS_HASH)
 
+# The real vLLM engine of the tests and the demo (tests/harness/build-vllm-cpu.sh).
+VLLM_CPU_VERSION ?= 0.32.0
+
 export PATH := $(VENV_BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_FORCE_COLOR ?= false
@@ -64,6 +67,8 @@ harness: venv ## Docker engine, test images, simulated vendor repositories
 	tests/harness/build-image.sh 12
 	tests/harness/build-image.sh 13
 	tests/harness/build-standin-vllm.sh
+	tests/harness/build-vllm-cpu.sh $(VLLM_CPU_VERSION)
+	tests/harness/build-tiny-model.sh $(VLLM_CPU_VERSION)
 	tests/harness/save-image.sh llmops-test/vllm-openai:v0.8.5 vllm-openai-v0.8.5.tar
 	python tests/harness/vendor_repo.py
 	python tests/harness/synthetic_model.py

@@ -27,7 +27,7 @@ base_id=$(docker image inspect -f '{{.Id}}' "$base" 2>/dev/null) || {
   log "base image $base is missing: run tests/harness/build-image.sh 12 (make harness) first"
   exit 1
 }
-recipe_hash=$( { cat "$0"; cat "$src"/*; cat "$logs"/*.log; echo "$base_id"; } | sha256sum | cut -c1-16)
+recipe_hash=$( { cat "$0"; cat "$src"/*; cat "$logs"/*.log; cat "$repo_root/tests/fixtures/model_configs/qwen3-30b-a3b.json"; echo "$base_id"; } | sha256sum | cut -c1-16)
 
 #        tag        version   cuda  entrypoint  default scenario  version given by
 variants=(
@@ -50,7 +50,8 @@ fi
 work=$(mktemp -d /var/tmp/llmops-standin.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/standin/logs" "$work/standin/vllm/entrypoints/openai" "$work/standin/bin"
-cp "$src/standin_vllm.py" "$src/scenarios.json" "$work/standin/"
+cp "$src/standin_vllm.py" "$src/flag_budget.py" "$src/scenarios.json" "$work/standin/"
+cp "$repo_root/tests/fixtures/model_configs/qwen3-30b-a3b.json" "$work/standin/"
 cp "$logs"/*.log "$work/standin/logs/"
 # What `python3 -m vllm.entrypoints.openai.api_server` and `vllm serve` run in the stand-in.
 : >"$work/standin/vllm/__init__.py"

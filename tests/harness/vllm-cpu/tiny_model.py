@@ -23,6 +23,15 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    GenerationConfig,
+    PreTrainedTokenizerFast,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
+)
+
 # Qwen3's ChatML template, reduced to what a chat completion needs (no tools, no thinking).
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -43,9 +52,6 @@ GPU memory is shared by the weights, the activations and the KV cache of the run
 
 
 def build_tokenizer(vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -74,9 +80,6 @@ def main() -> int:
     parser.add_argument("--vocab-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
-
-    import torch
-    from transformers import GenerationConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     torch.manual_seed(args.seed)
     tokenizer = build_tokenizer(args.vocab_size)

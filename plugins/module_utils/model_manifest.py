@@ -491,7 +491,8 @@ def human_duration(seconds: float) -> str:
 def format_progress(progress: Mapping[str, Any]) -> str:
     """One line for the controller from a progress file written by the module.
 
-    progress: {phase, bytes_done, bytes_total, files_done, files_total, elapsed, current}.
+    progress: {phase, bytes_done, bytes_total, files_done, files_total, elapsed, current, pid}
+    (phase ``list`` while the source is listed, ``verify`` while files in place are hashed).
     The rate is the average since the transfer started (stable, unlike a last-interval rate).
     """
     phase = progress.get("phase", "transfer")
@@ -499,6 +500,8 @@ def format_progress(progress: Mapping[str, Any]) -> str:
     total = int(progress.get("bytes_total", 0))
     elapsed = float(progress.get("elapsed", 0.0))
     files = f"{progress.get('files_done', 0)}/{progress.get('files_total', 0)} files"
+    if phase == "list":
+        return "listing the source"
     if phase != "transfer":
         return f"{phase}: {human_bytes(done)} / {human_bytes(total)}, {files}"
     percent = f" ({100.0 * done / total:.0f}%)" if total else ""

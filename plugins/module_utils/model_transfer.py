@@ -152,7 +152,7 @@ def hash_files(
 class HashingWriter:
     """A partial file opened for appending that hashes everything written to it.
 
-    The interface huggingface_hub's ``http_get`` and our own copy loops write to: ``write``,
+    The interface the sources' copy loops write to: ``write``,
     ``tell``, ``seek`` + ``truncate`` (a server that ignores Range restarts the file from 0).
     """
 
@@ -519,6 +519,9 @@ class Progress:
             "files_total": self.files_total,
             "elapsed": round(time.monotonic() - self.started, 3),
             "current": list(self.current),
+            # The controller checks that this process still runs (the async wrapper records
+            # nothing when it dies with the module).
+            "pid": os.getpid(),
         }
 
     def _maybe_write(self, force: bool = False) -> None:

@@ -11,6 +11,7 @@ files, which are hashed once it is done (from the page cache it just filled).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import subprocess
@@ -380,28 +381,46 @@ def _tail(text: str, lines: int = 5) -> str:
 
 
 class HubSource:
-    """The Hugging Face Hub (or a mirror of it) through the real huggingface_hub client.
+    """The Hugging Face Hub (or a mirror of it) through huggingface_hub's public API.
 
     The module must run with a Python that can import huggingface_hub (the role installs it
-    into a virtualenv and points ansible_python_interpreter at it for this task). Listing is
-    ``HfApi.model_info(files_metadata=True)``; each file is downloaded by huggingface_hub's
-    ``http_get`` (its retries, Range resume and Hub error handling) into our HashingWriter,
-    from the resolve URL of the listed commit, so every file comes from one commit even if the
-    branch moves during the sync.
+    into a virtualenv and points ansible_python_interpreter at it for this task).
+
+    - Listing: ``HfApi.model_info(files_metadata=True)`` gives the commit the revision (branch,
+      tag or commit) resolves to and every file's size and sha256 (``lfs.sha256``) or git blob
+      id; a gated repository is checked with ``HfApi.auth_check`` before anything is written,
+      so a refusal carries the Hub's own reason.
+    - Files: from ``hf_hub_url(..., revision=<commit>)``, so every file comes from one commit
+      even if the branch moves during the sync, through the client's HTTP session
+      (``get_session``, ``build_hf_headers``, ``hf_raise_for_status``): the bytes stream into
+      the HashingWriter (hashed as they arrive) and a partial resumes with a Range request.
+    - Xet-backed files, when hf_xet is installed: ``hf_hub_download`` (which uses hf_xet
+      itself) into the partial area, then hashed once and checked against the Hub's sha256
+      right after, before they get their final names (``staged`` entries).
+    - ``timeout`` bounds every request: seconds without an answer or a byte.
     """
 
     kind = "hf"
     parallel = True
+    # Transient failures of one response, resumed from the bytes already written.
+    ATTEMPTS = 3
+    RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
-    def __init__(self, repo_id: str, revision: str, token: str, endpoint: str):
+    def __init__(self, repo_id: str, revision: str, token: str, endpoint: str, timeout: int = 60):
         self.repo_id = repo_id
         self.revision = revision
         self.token = token or None
         self.endpoint = endpoint.rstrip("/") or None
+        self.timeout = timeout
         self.commit = ""
+        self.xet_paths: set[str] = set()
         # Our own progress replaces tqdm's bars; telemetry off on servers.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        # The client reads these when it is imported (huggingface_hub/constants.py); they bound
+        # what hf_hub_download does for Xet files, our own requests pass the timeout themselves.
+        os.environ["HF_HUB_ETAG_TIMEOUT"] = str(timeout)
+        os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = str(timeout)
         if self.endpoint:
             os.environ["HF_ENDPOINT"] = self.endpoint
         try:
@@ -413,17 +432,51 @@ class HubSource:
                 "pointing at a virtualenv that has it (the model_sync role installs one)"
             ) from err
 
-    def listing(self) -> tuple[str, list[dict]]:
+    def _api(self) -> Any:
         from huggingface_hub import HfApi  # noqa: PLC0415
 
-        api = HfApi(endpoint=self.endpoint, token=self.token)
+        return HfApi(endpoint=self.endpoint, token=self.token)
+
+    def _refusal(self, err: Exception) -> str:
+        """The Hub's own words for a refused request, with what to do about it."""
+        from huggingface_hub.errors import (  # noqa: PLC0415
+            GatedRepoError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        where = f"hf://{self.repo_id}"
+        reason = getattr(err, "server_message", None) or str(err).strip().splitlines()[0]
+        if isinstance(err, GatedRepoError):
+            return (
+                f"{where} is a gated repository and the Hub refused access: {reason} "
+                "(accept its conditions on the model's page, then set hf_token / "
+                "model_sync_hf_token to a token of that account)"
+            )
+        if isinstance(err, RevisionNotFoundError):
+            return f"{where}: revision {self.revision!r} not found: {reason}"
+        if isinstance(err, RepositoryNotFoundError):
+            return (
+                f"{where}: repository not found (or private without a token that may read it): "
+                f"{reason}"
+            )
+        return f"{where}@{self.revision or 'default branch'}: {type(err).__name__}: {reason}"
+
+    def listing(self) -> tuple[str, list[dict]]:
+        api = self._api()
         try:
-            info = api.model_info(self.repo_id, revision=self.revision or None, files_metadata=True)
+            info = api.model_info(
+                self.repo_id,
+                revision=self.revision or None,
+                files_metadata=True,
+                timeout=self.timeout,
+            )
+            if getattr(info, "gated", False):
+                # Metadata of a gated repository is public, its files are not: ask now, before
+                # anything is written, rather than fail every download.
+                api.auth_check(self.repo_id, token=self.token)
         except Exception as err:  # the client raises many types (HTTP, network, gated, ...)
-            raise SourceError(
-                f"Hub: cannot list {self.repo_id}@{self.revision or 'default branch'}: "
-                f"{type(err).__name__}: {err}"
-            ) from err
+            raise SourceError(self._refusal(err)) from err
         raw = {
             "sha": info.sha,
             "siblings": [
@@ -446,24 +499,97 @@ class HubSource:
             raise SourceError(f"Hub listing of {self.repo_id}: {err}") from err
         return self.commit, entries
 
+    def prepare(self, entries: list[Mapping[str, Any]]) -> None:
+        """Find the Xet-backed files among those to fetch (one paths-info request), when hf_xet
+        is installed: hf_hub_download fetches those through it."""
+        wanted = [e["path"] for e in entries if e.get("sha256")]
+        if not wanted or not xet_available():
+            return
+        if not self.commit:
+            raise SourceError("Hub: files requested before the repository was listed")
+        try:
+            infos = self._api().get_paths_info(self.repo_id, wanted, revision=self.commit)
+        except Exception as err:
+            raise SourceError(self._refusal(err)) from err
+        self.xet_paths = {i.path for i in infos if getattr(i, "xet_hash", None)}
+
+    def stages(self, entry: Mapping[str, Any]) -> bool:
+        return entry["path"] in self.xet_paths
+
+    def download(self, entry: Mapping[str, Any], staging: str) -> str:
+        """A Xet-backed file through hf_hub_download into ``staging``; returns its path. The
+        caller hashes it and checks it against the listed sha256 before placing it."""
+        from huggingface_hub import hf_hub_download  # noqa: PLC0415
+
+        try:
+            return hf_hub_download(
+                self.repo_id,
+                entry["path"],
+                revision=self.commit,
+                local_dir=staging,
+                token=self.token,
+                endpoint=self.endpoint,
+                etag_timeout=self.timeout,
+            )
+        except Exception as err:
+            raise TransferError(f"{entry['path']}: {self._refusal(err)}") from err
+
     def fetch(self, entry: Mapping[str, Any], writer: HashingWriter) -> int | None:
-        from huggingface_hub import hf_hub_url  # noqa: PLC0415
-        from huggingface_hub.file_download import http_get  # noqa: PLC0415
-        from huggingface_hub.utils import build_hf_headers  # noqa: PLC0415
+        from huggingface_hub import get_session, hf_hub_url  # noqa: PLC0415
+        from huggingface_hub.errors import HfHubHTTPError  # noqa: PLC0415
+        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status  # noqa: PLC0415
 
         url = hf_hub_url(self.repo_id, entry["path"], revision=self.commit, endpoint=self.endpoint)
-        try:
-            http_get(
-                url,
-                writer,
-                resume_size=writer.position,
-                headers=build_hf_headers(token=self.token),
-                expected_size=entry["size"],
-                displayed_filename=entry["path"],
-            )
-        except Exception as err:  # network, HTTP and size errors from the client
-            raise TransferError(f"{entry['path']}: {type(err).__name__}: {err}") from err
-        return None
+        for attempt in range(1, self.ATTEMPTS + 1):
+            if writer.position >= entry["size"]:
+                return None  # a complete partial: nothing left to ask for
+            headers = build_hf_headers(token=self.token)
+            if writer.position:
+                headers["Range"] = f"bytes={writer.position}-"
+            try:
+                with get_session().stream(
+                    "GET", url, headers=headers, timeout=self.timeout, follow_redirects=True
+                ) as response:
+                    hf_raise_for_status(response)
+                    if writer.position and response.status_code == 206:
+                        start = _content_range_start(response.headers.get("Content-Range", ""))
+                        if start != writer.position:
+                            raise TransferError(
+                                f"{entry['path']}: asked for bytes from {writer.position}, "
+                                f"the Hub sent from {start}"
+                            )
+                    elif writer.position:
+                        writer.truncate(0)  # the server ignored Range: start over
+                    # As the bytes arrive (a chunk size would hold them back until it fills,
+                    # and a stalled connection would lose them).
+                    for chunk in response.iter_bytes():
+                        writer.write(chunk)
+                return None
+            except TransferError:
+                raise
+            except HfHubHTTPError as err:
+                status = getattr(err.response, "status_code", None)
+                if status not in self.RETRY_STATUS or attempt == self.ATTEMPTS:
+                    raise TransferError(f"{entry['path']}: {self._refusal(err)}") from err
+            except Exception as err:  # connection reset, read timeout, ... of the client
+                if attempt == self.ATTEMPTS:
+                    raise TransferError(
+                        f"{entry['path']}: {type(err).__name__}: {err} "
+                        f"(after {self.ATTEMPTS} attempts, timeout {self.timeout} s)"
+                    ) from err
+        return None  # pragma: no cover - the loop returns or raises
+
+
+def xet_available() -> bool:
+    """Whether hf_hub_download would use hf_xet: installed, and not disabled by the client's
+    HF_HUB_DISABLE_XET (what huggingface_hub's own is_xet_available checks)."""
+    disabled = os.environ.get("HF_HUB_DISABLE_XET", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
+    return not disabled and importlib.util.find_spec("hf_xet") is not None
 
 
 def make_source(spec: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
@@ -480,5 +606,6 @@ def make_source(spec: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
             spec["revision"],
             options.get("hf_token") or "",
             options.get("hf_endpoint") or "",
+            options.get("timeout") or 60,
         )
     raise SourceError(f"unknown source kind {kind!r}")  # pragma: no cover - parse_source

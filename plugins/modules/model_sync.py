@@ -130,7 +130,7 @@ options:
     default: 0
   timeout:
     description:
-      - Seconds without progress after which a network read (HTTP, rsync I/O) fails.
+      - Seconds without progress after which a network read (Hub, HTTP, rsync I/O) fails.
     type: int
     default: 60
   hf_token:
@@ -199,9 +199,22 @@ attributes:
 notes:
   - C(hf://) sources need the C(huggingface_hub) client importable by the Python that runs the
     module. The llmops.gpu_serving.model_sync role installs it into a virtualenv and sets
-    C(ansible_python_interpreter) to that virtualenv for this task. Downloads go through the
-    client's C(http_get) from the resolve URL of the listed commit (Xet-backed files are served
-    by the Hub's HTTP bridge); files over 50 GB are refused by that client over plain HTTP.
+    C(ansible_python_interpreter) to that virtualenv for this task. Only the client's public API
+    is used - C(HfApi.model_info(files_metadata=True)) resolves the revision (branch, tag or
+    commit) to a commit and gives each file's sha256, C(HfApi.auth_check) refuses a gated
+    repository with the Hub's own reason before anything is written, and files stream from
+    C(hf_hub_url) of that commit through the client's session (C(get_session)), hashed as they
+    arrive and resumed with a Range request. When C(hf_xet) is installed, Xet-backed files
+    (C(HfApi.get_paths_info)) are downloaded by C(hf_hub_download), which uses it, and checked
+    against the Hub's sha256 right after, before they get their final names.
+  - O(timeout) bounds every Hub request too (seconds without an answer or a byte); a stalled
+    response is resumed twice before the file fails.
+  - A local source file that changes while it is copied (size, mtime, ctime or inode differ
+    before and after) is copied again, up to 3 times, and never placed torn. A manifest read
+    from a source (a mirror, another host, O(source_manifest)) must give every file a sha256.
+  - Run as a task, the action plugin notices within a minute a job that died with its async
+    wrapper (killed, out of memory, a reboot - the module's process is gone and no result was
+    written) instead of waiting for O(sync_timeout).
   - rsync sources need C(rsync) on the host.
   - Run one sync per O(dest) at a time; a second run on the same directory fails instead of
     interleaving writes.

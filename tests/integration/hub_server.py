@@ -6,6 +6,9 @@ the Hub's own headers (see tests/fixtures/model_sync/SOURCES.md for captured rea
 
 - ``GET /api/models/<org>/<name>[/revision/<rev>]`` (``?blobs=true``: sizes, ``blobId``,
   ``lfs.{size,sha256,pointerSize}``), what ``HfApi.model_info(files_metadata=True)`` reads;
+  the revision is a branch, a tag or a commit, answered with the commit's ``sha``;
+- ``GET /api/models/<org>/<name>/auth-check`` (``HfApi.auth_check``) and ``POST
+  /api/models/<org>/<name>/paths-info/<rev>`` (``HfApi.get_paths_info``);
 - ``HEAD|GET /<org>/<name>/resolve/<rev>/<path>``: git-stored files answer 200 with the
   content, ``ETag`` = git blob id and ``X-Repo-Commit``; LFS files answer 302 to a "CDN" URL
   with ``X-Linked-Etag`` = sha256, ``X-Linked-Size`` and ``X-Repo-Commit``, as the Hub does
@@ -13,7 +16,8 @@ the Hub's own headers (see tests/fixtures/model_sync/SOURCES.md for captured rea
 - ``GET /cdn/<sha256>``: the LFS payload, ``Accept-Ranges: bytes``, 206 for ``Range:
   bytes=N-``/``N-M``, 416 past the end;
 - errors as the Hub sends them: 401 + ``X-Error-Code: RepositoryNotFound`` for an unknown
-  repository, 404 + ``RevisionNotFound``, 401 + ``GatedRepo`` without the right token,
+  repository, 404 + ``RevisionNotFound``, 401 (no token) or 403 (a token without access) +
+  ``GatedRepo`` for the files of a gated repository, whose metadata stays public,
   404 + ``EntryNotFound``.
 
 Payloads can be throttled (bytes per second, per response) so a test can interrupt a download
@@ -33,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 CHUNK = 64 * 1024
+STALL_SECONDS = 30
 
 
 def git_blob_id(data: bytes) -> str:
@@ -46,19 +51,53 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 
 class HubRepo:
-    """One model repository at one commit: files (path -> bytes), some of them in LFS."""
+    """One model repository: commits (sha -> files), refs (branch or tag -> sha), some files
+    in LFS. ``files`` and ``commit`` are those of the ``main`` branch's head.
+
+    ``token`` makes it gated: its metadata stays public (as on the Hub, where
+    ``GET /api/models/<repo>`` answers anyone with ``"gated": "manual"``), its files and its
+    auth-check need the token.
+    """
 
     def __init__(self, repo_id: str, files: dict[str, bytes], lfs: set[str], token: str = ""):
         self.repo_id = repo_id
-        self.files = dict(files)
         self.lfs = set(lfs)
         self.token = token
-        self.commit = hashlib.sha1(
-            repr(sorted((p, len(d)) for p, d in files.items())).encode()
-        ).hexdigest()
+        self.commits: dict[str, dict[str, bytes]] = {}
+        self.refs: dict[str, str] = {}
+        self.push(files)
 
-    def sibling(self, path: str) -> dict:
-        data = self.files[path]
+    def push(self, files: dict[str, bytes], branch: str = "main") -> str:
+        """A new commit on ``branch`` with these files; returns its sha."""
+        parent = self.refs.get(branch, "")
+        commit = hashlib.sha1(
+            (
+                parent + repr(sorted((p, hashlib.sha256(d).hexdigest()) for p, d in files.items()))
+            ).encode()
+        ).hexdigest()
+        self.commits[commit] = dict(files)
+        self.refs[branch] = commit
+        return commit
+
+    def tag(self, name: str, commit: str = "") -> None:
+        self.refs[name] = commit or self.refs["main"]
+
+    def resolve(self, revision: str) -> str | None:
+        """The commit a branch, tag or full commit sha names (the Hub accepts all three)."""
+        if revision in self.refs:
+            return self.refs[revision]
+        return revision if revision in self.commits else None
+
+    @property
+    def commit(self) -> str:
+        return self.refs["main"]
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        return self.commits[self.commit]
+
+    def sibling(self, path: str, commit: str = "") -> dict:
+        data = self.commits[commit or self.commit][path]
         if path in self.lfs:
             sha = hashlib.sha256(data).hexdigest()
             pointer = lfs_pointer(sha, len(data))
@@ -70,20 +109,36 @@ class HubRepo:
             }
         return {"rfilename": path, "size": len(data), "blobId": git_blob_id(data)}
 
+    def path_info(self, path: str, commit: str) -> dict:
+        """An entry of ``POST /api/models/<repo>/paths-info/<rev>`` (huggingface_hub's
+        ``RepoFile(**entry)`` reads ``type``, ``path``, ``size``, ``oid`` and
+        ``lfs.{oid,size,pointerSize}``; a Xet-backed file would add ``xetHash``, which this
+        stand-in never serves)."""
+        sibling = self.sibling(path, commit)
+        entry = {"type": "file", "path": path, "size": sibling["size"], "oid": sibling["blobId"]}
+        if "lfs" in sibling:
+            lfs = sibling["lfs"]
+            entry["lfs"] = {
+                "oid": lfs["sha256"],
+                "size": lfs["size"],
+                "pointerSize": lfs["pointerSize"],
+            }
+        return entry
+
 
 class FakeHub:
     """The server; use as a context manager. ``endpoint`` is what HF_ENDPOINT would be."""
 
-    def __init__(self, repos: list[HubRepo], bytes_per_second: int = 0):
+    def __init__(self, repos: list[HubRepo], bytes_per_second: int = 0, stall_after: int = 0):
         self.repos = {repo.repo_id: repo for repo in repos}
         self.bytes_per_second = bytes_per_second
+        # Payload responses stop sending (without closing) after this many bytes, for up to
+        # STALL_SECONDS: a stalled connection, for the client's read timeout. 0: never.
+        self.stall_after = stall_after
         self.requests: list[dict] = []
-        self.blobs = {
-            hashlib.sha256(data).hexdigest(): data
-            for repo in repos
-            for path, data in repo.files.items()
-            if path in repo.lfs
-        }
+        self._repos_for_blobs = repos
+        self._blobs_key: tuple = ()
+        self._blobs: dict[str, bytes] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         # The "CDN" LFS files redirect to: another host, as on the real Hub, where the client
         # stops following redirects when it reads a file's metadata.
@@ -92,6 +147,23 @@ class FakeHub:
         for server in (self._server, self._cdn):
             server.daemon_threads = True
             self._threads.append(threading.Thread(target=server.serve_forever, daemon=True))
+
+    @property
+    def blobs(self) -> dict[str, bytes]:
+        """LFS payloads by sha256, over every commit (pushed after start too)."""
+        key = tuple(len(repo.commits) for repo in self._repos_for_blobs)
+        if self._blobs_key != key:
+            self._blobs_key, self._blobs = key, self._all_blobs()
+        return self._blobs
+
+    def _all_blobs(self) -> dict[str, bytes]:
+        return {
+            hashlib.sha256(data).hexdigest(): data
+            for repo in self._repos_for_blobs
+            for files in repo.commits.values()
+            for path, data in files.items()
+            if path in repo.lfs
+        }
 
     @property
     def endpoint(self) -> str:
@@ -126,6 +198,9 @@ class FakeHub:
             def do_GET(self):
                 self._route(head=False)
 
+            def do_POST(self):
+                self._route(head=False)
+
             # --- routing ------------------------------------------------------------------
 
             def _route(self, head: bool) -> None:
@@ -143,6 +218,17 @@ class FakeHub:
                 match = re.match(r"^/api/models/([^/]+/[^/]+?)(?:/revision/([^/]+))?/?$", path)
                 if match:
                     return self._model_info(match[1], match[2] or "main", url.query, head)
+                # huggingface_hub hf_api.py HfApi.auth_check: GET /api/models/<repo>/auth-check
+                match = re.match(r"^/api/models/([^/]+/[^/]+)/auth-check$", path)
+                if match:
+                    if self._repo(match[1], "main", files=True) is not None:
+                        self._send(200, {"Content-Type": "application/json"}, b"{}", head)
+                    return None
+                # hf_api.py HfApi.get_paths_info: POST /api/models/<repo>/paths-info/<rev>, a
+                # form with paths=<path> (repeated) and expand=<bool>
+                match = re.match(r"^/api/models/([^/]+/[^/]+)/paths-info/(.+)$", path)
+                if match and self.command == "POST":
+                    return self._paths_info(match[1], match[2])
                 match = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
                 if match:
                     return self._resolve(match[1], match[2], match[3], head)
@@ -151,36 +237,63 @@ class FakeHub:
                     return self._payload(hub.blobs[match[1]], head, {"ETag": f'"{match[1]}"'})
                 return self._error(404, "EntryNotFound", f"{path} not found")
 
-            def _repo(self, repo_id: str, revision: str) -> HubRepo | None:
+            def _repo(
+                self, repo_id: str, revision: str, files: bool = False
+            ) -> tuple[HubRepo, str] | None:
+                """(repo, commit) for a request, or None once the Hub's error is sent.
+
+                Errors as huggingface_hub's hf_raise_for_status reads them (utils/_http.py: the
+                X-Error-Code header picks the exception, X-Error-Message is the server_message):
+                a gated repository's files answer 401 GatedRepo without a token and 403 with a
+                token that was not granted access, each with the Hub's wording.
+                """
                 repo = hub.repos.get(repo_id)
                 if repo is None:
                     self._error(
                         401, "RepositoryNotFound", f"Repository Not Found for url: {self.path}."
                     )
                     return None
-                if repo.token and self.headers.get("Authorization") != f"Bearer {repo.token}":
-                    self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted.")
+                given = self.headers.get("Authorization")
+                if files and repo.token and given != f"Bearer {repo.token}":
+                    if given:
+                        self._error(
+                            403,
+                            "GatedRepo",
+                            f"Access to model {repo_id} is restricted and you are not in the "
+                            f"authorized list. Visit https://huggingface.co/{repo_id} to ask for "
+                            "access.",
+                        )
+                    else:
+                        self._error(
+                            401,
+                            "GatedRepo",
+                            f"Access to model {repo_id} is restricted. You must have access to "
+                            "it and be authenticated to access it. Please log in.",
+                        )
                     return None
-                if revision not in ("main", repo.commit):
+                commit = repo.resolve(revision)
+                if commit is None:
                     self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
                     return None
-                return repo
+                return repo, commit
 
             def _model_info(self, repo_id: str, revision: str, query: str, head: bool) -> None:
-                repo = self._repo(repo_id, urllib.parse.unquote(revision))
-                if repo is None:
+                found = self._repo(repo_id, urllib.parse.unquote(revision))
+                if found is None:
                     return
+                repo, commit = found
                 blobs = "blobs=true" in query.lower() or "blobs=True" in query
                 siblings = [
-                    repo.sibling(p) if blobs else {"rfilename": p} for p in sorted(repo.files)
+                    repo.sibling(p, commit) if blobs else {"rfilename": p}
+                    for p in sorted(repo.commits[commit])
                 ]
                 body = json.dumps(
                     {
-                        "_id": repo.commit[:24],
+                        "_id": commit[:24],
                         "id": repo.repo_id,
                         "modelId": repo.repo_id,
                         "author": repo.repo_id.split("/")[0],
-                        "sha": repo.commit,
+                        "sha": commit,
                         "private": False,
                         "gated": "manual" if repo.token else False,
                         "disabled": False,
@@ -195,14 +308,15 @@ class FakeHub:
                 self._send(200, {"Content-Type": "application/json"}, body, head)
 
             def _resolve(self, repo_id: str, revision: str, name: str, head: bool) -> None:
-                repo = self._repo(repo_id, revision)
-                if repo is None:
+                found = self._repo(repo_id, urllib.parse.unquote(revision), files=True)
+                if found is None:
                     return
-                if name not in repo.files:
+                repo, commit = found
+                if name not in repo.commits[commit]:
                     self._error(404, "EntryNotFound", f"{name} does not exist at {revision}")
                     return
-                data = repo.files[name]
-                headers = {"X-Repo-Commit": repo.commit}
+                data = repo.commits[commit][name]
+                headers = {"X-Repo-Commit": commit}
                 if name in repo.lfs:
                     sha = hashlib.sha256(data).hexdigest()
                     headers.update(
@@ -221,6 +335,21 @@ class FakeHub:
                     return
                 headers["ETag"] = f'"{git_blob_id(data)}"'
                 self._payload(data, head, headers)
+
+            def _paths_info(self, repo_id: str, revision: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                found = self._repo(repo_id, urllib.parse.unquote(revision), files=True)
+                if found is None:
+                    return
+                repo, commit = found
+                entries = [
+                    repo.path_info(p, commit)
+                    for p in form.get("paths", [])
+                    if p in repo.commits[commit]
+                ]
+                body = json.dumps(entries).encode()
+                self._send(200, {"Content-Type": "application/json"}, body, False)
 
             # --- responses ----------------------------------------------------------------
 
@@ -254,6 +383,12 @@ class FakeHub:
                 if head:
                     return None
                 for offset in range(0, len(body), CHUNK):
+                    if hub.stall_after and offset >= hub.stall_after:
+                        self.wfile.flush()
+                        stalled_until = time.monotonic() + STALL_SECONDS
+                        while hub.stall_after and time.monotonic() < stalled_until:
+                            time.sleep(0.05)
+                        return None
                     self.wfile.write(body[offset : offset + CHUNK])
                     if hub.bytes_per_second:
                         time.sleep(CHUNK / hub.bytes_per_second)

@@ -284,12 +284,91 @@ def test_hub_gated_repository_needs_the_token(playbook, tmp_path):
         dest = tmp_path / "model"
         args = {"source": "hf://acme/gated", "dest": str(dest), "hf_endpoint": hub.endpoint}
         refused = playbook(args, expect_failure=True)
-        assert "GatedRepo" in refused["msg"] or "restricted" in refused["msg"], refused["msg"]
+        # The Hub's own reason, before anything was written (the metadata of a gated
+        # repository is public, its files are not).
+        assert "is a gated repository and the Hub refused access" in refused["msg"]
+        assert "You must have access to it and be authenticated" in refused["msg"], refused
+        assert "Traceback" not in refused["_stdout"]
+        assert not dest.exists()
+        wrong = playbook(dict(args, hf_token="hf_other"), expect_failure=True)
+        assert "you are not in the authorized list" in wrong["msg"], wrong["msg"]
         assert not dest.exists()
         synced = playbook(dict(args, hf_token="hf_secret"))
         assert synced["changed"] is True
         assert "hf_secret" not in synced["_stdout"]
         assert model_files(dest) == MODEL
+
+
+def test_hub_revision_and_tag_resolve_to_their_commit(playbook, tmp_path):
+    repo = HubRepo("acme/tiny-moe", MODEL, LFS)
+    old_commit = repo.commit
+    repo.tag("v1.0")
+    newer = dict(MODEL, **{"model-00002-of-00002.safetensors": os.urandom(1024 * 1024 + 1)})
+    new_commit = repo.push(newer)
+    with FakeHub([repo]) as hub:
+        for source, revision, commit, files in [
+            ("hf://acme/tiny-moe@v1.0", "", old_commit, MODEL),
+            ("hf://acme/tiny-moe", "v1.0", old_commit, MODEL),
+            (f"hf://acme/tiny-moe@{old_commit}", "", old_commit, MODEL),
+            ("hf://acme/tiny-moe", "main", new_commit, newer),
+            ("hf://acme/tiny-moe", "", new_commit, newer),
+        ]:
+            dest = tmp_path / f"model-{source.rsplit('@', 1)[-1][:12]}-{revision or 'none'}"
+            args = {"source": source, "dest": str(dest), "hf_endpoint": hub.endpoint}
+            if revision:
+                args["revision"] = revision
+            hub.requests.clear()
+            synced = playbook(args)
+            assert synced["revision"] == commit, (source, revision)
+            assert json.loads((dest / MANIFEST).read_text())["revision"] == commit
+            assert model_files(dest) == files, (source, revision)
+            downloads = [r["path"] for r in hub.requests if "/resolve/" in r["path"]]
+            assert downloads
+            assert all(f"/resolve/{commit}/" in p for p in downloads)
+        # Moving the tag is a change the next run sees (and fetches only what differs).
+        repo.tag("v1.0", new_commit)
+        dest = tmp_path / "model-v1.0-none"
+        moved = playbook(
+            {"source": "hf://acme/tiny-moe@v1.0", "dest": str(dest), "hf_endpoint": hub.endpoint}
+        )
+        assert moved["revision"] == new_commit
+        assert moved["transfer"] == ["model-00002-of-00002.safetensors"]
+        assert model_files(dest) == newer
+        missing = playbook(
+            {
+                "source": "hf://acme/tiny-moe@v9",
+                "dest": str(tmp_path / "x"),
+                "hf_endpoint": hub.endpoint,
+            },
+            expect_failure=True,
+        )
+        assert "revision 'v9' not found" in missing["msg"], missing["msg"]
+        assert not (tmp_path / "x").exists()
+
+
+def test_hub_timeout_option_bounds_a_stalled_download(playbook, tmp_path):
+    repo = HubRepo("acme/tiny-moe", BIG_MODEL, LFS)
+    with FakeHub([repo], stall_after=1024 * 1024) as hub:
+        dest = tmp_path / "model"
+        args = {
+            "source": "hf://acme/tiny-moe",
+            "dest": str(dest),
+            "hf_endpoint": hub.endpoint,
+            "timeout": 2,
+            "include": ["model-00001-of-00002.safetensors"],
+        }
+        stalled = playbook(args, expect_failure=True)
+        assert "timeout 2 s" in stalled["msg"], stalled["msg"]
+        assert "model-00001-of-00002.safetensors" not in model_files(dest)
+        # Each attempt resumed where the previous one stalled.
+        ranges = [r["range"] for r in hub.requests if r["path"].startswith("/cdn/")]
+        assert ranges[0] is None
+        assert all(r and not r.startswith("bytes=0-") for r in ranges[1:]), ranges
+        hub.stall_after = 0
+        assert playbook(dict(args, timeout=60))["changed"] is True
+        assert model_files(dest) == {
+            "model-00001-of-00002.safetensors": BIG_MODEL["model-00001-of-00002.safetensors"]
+        }
 
 
 def test_hub_listing_that_escapes_dest_is_refused_before_writing(playbook, tmp_path):
@@ -504,3 +583,131 @@ def test_rsync_source_is_verified_against_the_given_manifest(playbook, tmp_path,
     assert "generation_config.json: sha256" in refused["msg"], refused["msg"]
     assert not (dest / "generation_config.json").exists()
     assert (dest / "model-00001-of-00002.safetensors").read_bytes() == SHARD_1
+
+
+def processes_with(token: str, needle: str) -> list[int]:
+    """Processes of this test only (their environment holds ``token``) whose command line
+    contains ``needle``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in environ and needle.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_job_that_dies_with_its_async_wrapper_fails_the_task(playbook, tmp_path):
+    """SIGKILL of the async job (wrapper and module: the OOM killer, a reboot) leaves a job
+    file that reads "started" for ever; the controller notices the module is gone instead of
+    waiting for sync_timeout."""
+    with FakeHub([HubRepo("acme/tiny-moe", BIG_MODEL, LFS)], bytes_per_second=THROTTLE) as hub:
+        dest = tmp_path / "model"
+        args = {
+            "source": "hf://acme/tiny-moe",
+            "dest": str(dest),
+            "hf_endpoint": hub.endpoint,
+            "workers": 1,
+            "progress_interval": 1,
+            "sync_timeout": 3600,
+        }
+        command, result_file, env = playbook.command(args)
+        token = f"llmops-test-{os.getpid()}-{time.monotonic_ns()}"
+        env["LLMOPS_MODEL_SYNC_TEST"] = token
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                partials = [p for p in (dest / PARTIAL).glob("*") if p.name != "journal.json"]
+                if any(size > 1024 * 1024 for size in sizes(partials)):
+                    break
+                time.sleep(0.1)
+            job = processes_with(token, "AnsiballZ_model_sync")
+            assert job, "the async job never started"
+            for pid in job:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            output, _ = process.communicate(timeout=240)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode != 0, output
+    result = json.loads(result_file.read_text())
+    assert "stopped without a result" in result["msg"], result["msg"]
+    assert "is gone" in result["msg"], result["msg"]
+    assert "sync_timeout" not in result["msg"]
+    assert not (dest / MANIFEST).exists()
+    assert "model-00001-of-00002.safetensors" not in model_files(dest)
+    assert not list(Path("/tmp").glob(".llmops-model-sync-*.json"))
+
+
+# --- refusals before anything is written ---------------------------------------------------
+
+
+def test_not_enough_space_is_refused_by_the_real_file_system(playbook, tmp_path):
+    """No stand-in for statvfs: ask for more free space than this file system has."""
+    source = write_tree(tmp_path / "src", MODEL)
+    dest = tmp_path / "model"
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    args = {"source": str(source), "dest": str(dest), "min_free_bytes": free + 1024**4}
+    for flags in [("--check",), ()]:
+        refused = playbook(args, *flags, expect_failure=True)
+        assert "not enough space on" in refused["msg"], refused["msg"]
+        assert "nothing written" in refused["msg"]
+        assert refused["bytes_to_transfer"] == sum(map(len, MODEL.values()))
+        assert not dest.exists()
+    assert playbook(dict(args, min_free_bytes=0))["changed"] is True
+
+
+@pytest.mark.parametrize("case", ["dest is a file", "dest inside the source", "outside base"])
+def test_bad_destinations_fail_in_one_line_without_a_traceback(playbook, tmp_path, case):
+    source = write_tree(tmp_path / "src", MODEL)
+    (tmp_path / "a-file").write_text("x")
+    dest, extra, expected = {
+        "dest is a file": (tmp_path / "a-file", {}, "dest exists and is not a directory"),
+        "dest inside the source": (source / "copy", {}, "choose a dest outside the source"),
+        "outside base": (tmp_path / "etc", {"base_dir": str(tmp_path / "base")}, "not inside"),
+    }[case]
+    refused = playbook(
+        dict({"source": str(source), "dest": str(dest)}, **extra), expect_failure=True
+    )
+    assert expected in refused["msg"], refused["msg"]
+    assert "Traceback" not in refused["_stdout"]
+    assert len(refused["msg"]) < 300, refused["msg"]
+    assert not (source / "copy").exists()
+    assert not (tmp_path / "etc").exists()
+
+
+def test_state_absent_removes_what_model_sync_wrote_and_nothing_else(playbook, tmp_path):
+    base = tmp_path / "base"
+    dest = base / "acme" / "tiny"
+    source = write_tree(tmp_path / "src", MODEL)
+    playbook({"source": str(source), "dest": str(dest), "base_dir": str(base)})
+    (dest / "README.local").write_text("the operator's notes")
+    absent = {"state": "absent", "dest": str(dest), "base_dir": str(base)}
+    check = playbook(absent, "--check")
+    assert check["changed"] is True
+    assert sorted(check["removed"]) == sorted(MODEL)
+    assert model_files(dest) == dict(MODEL, **{"README.local": b"the operator's notes"})
+    removed = playbook(absent)
+    assert sorted(removed["removed"]) == sorted(MODEL)
+    assert model_files(dest) == {"README.local": b"the operator's notes"}
+    assert not (dest / MANIFEST).exists()
+    assert playbook(absent)["changed"] is False
+    # A directory model_sync never wrote, given by mistake, is refused or left alone.
+    refused = playbook(dict(absent, dest=str(source.parent)), expect_failure=True)
+    assert "not inside the model base directory" in refused["msg"]
+    assert model_files(source) == MODEL

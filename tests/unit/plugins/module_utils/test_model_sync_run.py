@@ -550,3 +550,65 @@ def test_state_absent_removes_an_emptied_model_directory(source, tmp_path):
     result = model_sync_run.remove_model({"dest": str(dest), "base_dir": ""}, False)
     assert len(result["removed"]) == len(FILES)
     assert not dest.exists()
+
+
+# --- nothing is read twice ----------------------------------------------------------------
+
+
+class ReadCounter:
+    """Counts, per real path, the opens for reading by the sources (model_sources._open) and
+    the bytes read by every read loop of the sync (hash_stream, copy_into)."""
+
+    def __init__(self, monkeypatch):
+        self.opens: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
+        real_open = model_sources._open
+        real_hash_stream = model_transfer.hash_stream
+        real_copy_into = model_sources.copy_into
+
+        def counting_open(path, *args, **kwargs):
+            key = os.path.realpath(path)
+            self.opens[key] = self.opens.get(key, 0) + 1
+            return real_open(path, *args, **kwargs)
+
+        def counted(handle, before):
+            key = os.readlink(f"/proc/self/fd/{handle.fileno()}")
+            self.bytes[key] = self.bytes.get(key, 0) + handle.tell() - before
+
+        def hash_stream(handle, hashes, limit=None, on_bytes=None):
+            before = handle.tell()
+            count = real_hash_stream(handle, hashes, limit, on_bytes)
+            counted(handle, before)
+            return count
+
+        def copy_into(handle, writer):
+            before = handle.tell()
+            count = real_copy_into(handle, writer)
+            counted(handle, before)
+            return count
+
+        monkeypatch.setattr(model_sources, "_open", counting_open)
+        monkeypatch.setattr(model_transfer, "hash_stream", hash_stream)
+        monkeypatch.setattr(model_sources, "copy_into", copy_into)
+
+
+def test_the_first_sync_reads_every_source_byte_once_and_nothing_else(
+    source, tmp_path, monkeypatch
+):
+    counter = ReadCounter(monkeypatch)
+    dest = tmp_path / "dest"
+    run(source, dest, workers=2)
+    sources = {os.path.realpath(source / name): len(data) for name, data in FILES.items()}
+    assert {p: n for p, n in counter.bytes.items() if n} == sources
+    assert {p: n for p, n in counter.opens.items() if p in sources} == dict.fromkeys(sources, 1)
+    # Nothing under dest (partials, placed files) was read back to be hashed.
+    assert not [p for p, n in counter.bytes.items() if n and p.startswith(str(dest))]
+
+
+def test_a_first_sync_from_a_synced_copy_reads_each_file_once(source, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    run(source, mirror)
+    counter = ReadCounter(monkeypatch)
+    run(mirror, tmp_path / "dest", workers=2)
+    copied = {os.path.realpath(mirror / name): len(data) for name, data in FILES.items()}
+    assert {p: n for p, n in counter.bytes.items() if n} == copied

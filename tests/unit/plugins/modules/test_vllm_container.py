@@ -45,6 +45,8 @@ class FakeClient:
 
     def __init__(self, images):
         self._images = images
+        self.runs = []
+        self.package_output = None
         outer = self
 
         class Images:
@@ -62,6 +64,13 @@ class FakeClient:
 
             def create(self, **kwargs):
                 raise AssertionError("created a container")
+
+            def run(self, image, **kwargs):
+                # The throwaway container that reads the vLLM package version of an image.
+                outer.runs.append((image, kwargs))
+                if outer.package_output is None:
+                    raise vllm_container.APIError("executable file not found: python3")
+                return outer.package_output
 
         self.images = Images()
         self.containers = Containers()
@@ -161,6 +170,27 @@ def test_unknown_version_needs_vllm_version(docker_client, capsys):
     )
     assert result["failed"]
     assert "set vllm_version" in result["msg"]
+    assert any("could not read the vLLM package version" in w for w in warning_texts(result))
+
+
+@pytest.mark.parametrize(
+    "image", ["llmops-test/vllm-openai:latest", "llmops-test/vllm-openai@sha256:" + "ab" * 32]
+)
+def test_a_version_no_label_or_tag_says_is_read_from_the_package(docker_client, capsys, image):
+    docker_client._images[image] = image_090()
+    docker_client.package_output = b"0.9.0\n"
+    result = run_module(
+        capsys, **dict(BASE, image=image, host_cuda_version="12.8", _ansible_check_mode=True)
+    )
+
+    assert not result.get("failed"), result["msg"]
+    assert result["image"]["vllm_version"] == "0.9.0"
+    assert result["image"]["vllm_version_source"] == "vLLM package in the image"
+    ((ran, kwargs),) = docker_client.runs
+    assert ran == image_090()["Id"]
+    assert kwargs["entrypoint"][:2] == ["python3", "-c"]
+    assert kwargs["remove"] is True
+    assert kwargs["network_disabled"] is True
 
 
 def test_check_mode_reports_the_container_it_would_create(docker_client, capsys):

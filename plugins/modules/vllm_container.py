@@ -379,7 +379,8 @@ attributes:
     support: full
     details:
       - Pulls nothing, creates, stops and removes nothing; reports what would change. An image
-        that is not on the host yet counts as a change.
+        that is not on the host yet counts as a change. (An image that names its vLLM version
+        nowhere is asked in a throwaway container, which is removed at once.)
       - A running container that matches the options is still verified (log, C(/health),
         C(/v1/models), memory report, O(expect)), since reading them changes nothing; a server
         that no longer serves fails the check.
@@ -827,6 +828,8 @@ class VllmContainer:
                 command=[],
                 remove=True,
                 network_disabled=True,
+                # No GPU: the NVIDIA runtime (a default runtime) then checks no CUDA floor.
+                environment={"NVIDIA_VISIBLE_DEVICES": "void"},
                 stdout=True,
                 stderr=False,
             )

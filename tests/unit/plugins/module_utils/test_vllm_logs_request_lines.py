@@ -2,9 +2,9 @@
 
 The request-log templates are real lines (the fixture v1_0.8.x_request_logs_serving.log, and
 vLLM 0.32's request_logger.py formats); the failure messages are the real lines of the
-fail_*.log fixtures plus the texts of shared/facts/vllm.md ("Failures to recognise"). Every
-alternative of every classifier pattern must be quoted by at least one of them, so a pattern
-added to vllm_logs.FAILURE_PATTERNS without a message here fails this file.
+fail_*.log and real_*.log fixtures plus the texts of shared/facts/vllm.md ("Failures to
+recognise"). Every alternative of every classifier pattern must be quoted by at least one of
+them, so a pattern added to vllm_logs.FAILURE_PATTERNS without a message here fails this file.
 """
 
 import re
@@ -64,7 +64,8 @@ FACTS_MESSAGES = [
 
 def fixture_messages() -> list[str]:
     messages = []
-    for path in sorted(FIXTURES.glob("fail_*.log")):
+    paths = sorted(FIXTURES.glob("fail_*.log")) + sorted(FIXTURES.glob("real_*.log"))
+    for path in paths:
         for error in classify_failure(path.read_text(encoding="utf-8")):
             messages.append(normalize_line(error["line"])[2])
     return messages

@@ -195,7 +195,8 @@ def wait_until_ready(
     ``full_log()`` (optional) returns the container's whole log; once the container stopped it
     replaces what the stream delivered (a follow stream may lag behind, or go on across a
     restart). ``startup_only``: the container was already running, so a failure line after
-    its ready line does not end the wait (the probes judge a server that is up).
+    its ready line does not end the wait, and a server whose probes answer is ready whatever
+    its log holds (a fatal line ends the wait only while the probes fail).
     ``dead_health_statuses``: the /health answers that mean a dead engine (health_semantics()).
 
     Returns ready (bool), reason (ready, fatal_log, exited, unhealthy, timeout), kind (failure
@@ -260,8 +261,16 @@ def wait_until_ready(
             result["exit_code"] = state.get("exit_code")
             return finish("exited")
         now = clock()
-        if result["fatal_seconds"] is not None:
-            if now - start - result["fatal_seconds"] >= fatal_grace:
+        fatal_due = (
+            result["fatal_seconds"] is not None
+            and now - start - result["fatal_seconds"] >= fatal_grace
+        )
+        # A starting container stops being probed at its first fatal line. A running one is
+        # judged by its probes first: a server that answers is up, whatever its log says (the
+        # lines before the ready line may have rotated out, and then nothing marks the end of
+        # its startup).
+        if result["fatal_seconds"] is not None and not startup_only:
+            if fatal_due:
                 return finish("fatal_log")
         else:
             status, _ = probe("/health")
@@ -283,6 +292,8 @@ def wait_until_ready(
                         result["ready"] = True
                         log_lines.extend(read_logs())
                         return finish("ready")
+            if fatal_due:
+                return finish("fatal_log")
         if now - start >= timeout:
             return finish("timeout")
         sleep(interval)

@@ -350,3 +350,18 @@ def test_real_0_32_request_logs_do_not_end_the_wait():
 
     assert result["ready"] is True
     assert result["fatal_seconds"] is None
+
+
+def test_a_running_container_whose_startup_rotated_out_is_judged_by_its_probes():
+    # No ready line left in the log (Docker rotated the startup away), an engine error from a
+    # request it served: the probes answer, so the server is up.
+    lines = [*SERVING, NCCL_LINE, *SERVING[2:4]]
+    server = FakeServer(lines, serve_after=len(lines) * 0.25 + 1)
+    result, _ = server.wait(startup_only=True, fatal_grace=60.0)
+
+    assert result["ready"] is True
+    assert result["kind"] is None
+    # The same log on a container started now: the engine line ends the wait.
+    result, _ = FakeServer(lines, serve_after=len(lines) * 0.25 + 1).wait(fatal_grace=1.0)
+    assert result["reason"] == "fatal_log"
+    assert result["kind"] == "nccl"

@@ -13,9 +13,12 @@ dependency shapes (facts: ../shared/facts/nvidia-stack.md) and small, honest pay
   reboot, as on a real host.
 * NVIDIA Container Toolkit repo (flat, `stable/deb/amd64`): the four packages at 1.17.7-1
   (vulnerable), 1.17.8-1 and 1.18.0-1. `nvidia-container-runtime` execs runc, so Docker's
-  `--runtime nvidia` really runs containers.
+  `--runtime nvidia` really runs containers; `nvidia-ctk runtime configure --runtime=docker`
+  writes daemon.json exactly as NVIDIA's does, and `nvidia-ctk system create-dev-char-symlinks`
+  links /dev/char to the simulated driver's device nodes (payloads/nvidia-ctk).
 * Docker CE repo (`linux/<distro>/dists/<codename>/stable`): docker-ce, docker-ce-cli and
-  containerd.io whose dependencies pull Debian's real docker.io and containerd.
+  containerd.io (1.7 and 2.x) whose dependencies pull Debian's real docker.io and containerd,
+  and the docker-compose-plugin and docker-buildx-plugin CLI plugins.
 * A simulated distro extra: `linux-headers-<running kernel>`, which every real distro archive has
   for its own kernels but Debian's archive cannot have for this machine's kernel.
 * A Debian mirror subset per release (`debian/<codename>`, flat): the packages the roles install
@@ -55,7 +58,18 @@ DEFAULT_PROFILE = "seed-4x-rtx2080ti-22g.json"
 DRIVER_VERSIONS = ("550.127.05", "550.144.03", "550.163.01")
 NCT_VERSIONS = ("1.17.7-1", "1.17.8-1", "1.18.0-1")
 DOCKER_VERSIONS = ("27.5.1", "28.0.1")
-CONTAINERD_IO_VERSION = "1.7.25-1"
+# containerd.io has versions of its own, without a distribution suffix, and moves independently
+# of docker-ce: 1.7.25-1 is the one Docker 27.5.1 shipped with; a 2.x release is there too, as
+# in Docker's repository today, and 1.7 -> 2.x is no supported in-place upgrade (facts).
+CONTAINERD_IO_VERSIONS = ("1.7.25-1", "2.0.5-1")
+# The Compose and Buildx CLI plugins, named and versioned as in Docker's repository
+# (https://docs.docker.com/engine/install/ubuntu/ installs docker-buildx-plugin and
+# docker-compose-plugin next to docker-ce; versions <upstream>-1~<distro>.<release>~<codename>):
+# the releases of Docker 27.5.1's time and a newer one each, so that a pin can be seen to hold.
+DOCKER_PLUGIN_VERSIONS = {
+    "docker-compose-plugin": ("2.32.4", "2.33.1"),
+    "docker-buildx-plugin": ("0.20.0", "0.21.1"),
+}
 
 # NVIDIA's CUDA repo directories and what each holds (facts: ubuntu2404 starts at CUDA 12.5).
 CUDA_REPOS = {
@@ -611,16 +625,9 @@ def nct_packages(version: str) -> list[Package]:
         exec runc "$@"
         """
     ).replace(b"@VERSION@", upstream.encode())
-    ctk = text(
-        """
-        #!/bin/sh
-        # Stand-in for nvidia-ctk (llmops.gpu_serving test harness): version only.
-        case "$1" in
-          --version|-v) echo "NVIDIA Container Toolkit CLI version @VERSION@" ;;
-          *) echo "nvidia-ctk (simulated): only --version is available" >&2; exit 1 ;;
-        esac
-        """
-    ).replace(b"@VERSION@", upstream.encode())
+    # nvidia-ctk: --version, `runtime configure --runtime=docker` and `system
+    # create-dev-char-symlinks` as NVIDIA's 1.17.8 does them (sources in the payload's docstring).
+    ctk = payload("nvidia-ctk").replace(b"@VERSION@", upstream.encode())
     cli = text(
         """
         #!/bin/sh
@@ -703,7 +710,8 @@ NCT_HOOK = text(
 
 
 def docker_packages(suffix: str, codename: str, cli_repackaged: bool) -> list[Package]:
-    """containerd.io and, where docker.io carries the CLI, empty docker-ce-cli stand-ins.
+    """containerd.io, the CLI plugins and, where docker.io carries the CLI, empty docker-ce-cli
+    stand-ins.
 
     docker-ce itself is repackaged (below), and so is docker-ce-cli where Debian ships the CLI
     as a package of its own (docker-cli, Debian 13).
@@ -711,13 +719,17 @@ def docker_packages(suffix: str, codename: str, cli_repackaged: bool) -> list[Pa
     pkgs = [
         Package(
             "containerd.io",
-            CONTAINERD_IO_VERSION,
+            containerd_version,
             "An open and reliable container runtime\n"
             "Stand-in: depends on the distribution's containerd and runc.",
             depends=["containerd", "runc"],
             section="devel",
         )
+        for containerd_version in CONTAINERD_IO_VERSIONS
     ]
+    for name, versions in DOCKER_PLUGIN_VERSIONS.items():
+        for upstream in versions:
+            pkgs.append(docker_cli_plugin(name, f"{upstream}-1~{suffix}~{codename}", upstream))
     for upstream in DOCKER_VERSIONS if not cli_repackaged else ():
         version = f"5:{upstream}-1~{suffix}~{codename}"
         pkgs.append(
@@ -730,6 +742,56 @@ def docker_packages(suffix: str, codename: str, cli_repackaged: bool) -> list[Pa
             )
         )
     return pkgs
+
+
+def docker_cli_plugin(name: str, version: str, upstream: str) -> Package:
+    """A Docker CLI plugin stand-in at Docker's path, answering the CLI's plugin protocol.
+
+    The docker CLI runs `<plugin> docker-cli-plugin-metadata` on the executables in
+    /usr/libexec/docker/cli-plugins and then `<plugin> <command> ...` (docker/cli
+    cli-plugins/manager), so `docker compose version` and `docker buildx version` work through
+    Debian's real CLI and report the package's version.
+    """
+    command = name.removeprefix("docker-").removesuffix("-plugin")
+    answers = {
+        "compose": ("Docker Compose", f"Docker Compose version v{upstream}"),
+        "buildx": ("Docker Buildx", f"github.com/docker/buildx v{upstream} llmops-simulated"),
+    }
+    description, version_line = answers[command]
+    metadata = json.dumps(
+        {
+            "SchemaVersion": "0.1.0",
+            "Vendor": "Docker Inc.",
+            "Version": f"v{upstream}",
+            "ShortDescription": description,
+        },
+        separators=(",", ":"),
+    )
+    script = (
+        text(
+            """
+            #!/bin/sh
+            # docker-@CMD@ CLI plugin (simulated for llmops.gpu_serving tests): metadata, version.
+            case "$1" in
+              docker-cli-plugin-metadata) echo '@METADATA@' ;;
+              @CMD@)
+                if [ "$2" = version ]; then echo "@VERSION_LINE@"; exit 0; fi
+                echo "docker @CMD@ (simulated): only 'version' is available" >&2; exit 1 ;;
+              *) echo "docker-@CMD@ (simulated): run it as 'docker @CMD@'" >&2; exit 1 ;;
+            esac
+            """
+        )
+        .replace(b"@CMD@", command.encode())
+        .replace(b"@METADATA@", metadata.encode())
+        .replace(b"@VERSION_LINE@", version_line.encode())
+    )
+    return Package(
+        name,
+        version,
+        f"{description} (Docker CLI plugin)\nStand-in: answers the plugin metadata and version.",
+        files={f"/usr/libexec/docker/cli-plugins/docker-{command}": (script, 0o755)},
+        section="admin",
+    )
 
 
 def debian_docker_io(release: str, cache: Path) -> Path:

@@ -310,6 +310,90 @@ def test_container_toolkit_versions(host):
     assert "cli-version: 1.17.8" in host.sh("nvidia-container-cli --version").stdout
 
 
+NCT_PACKAGES = (
+    "nvidia-container-toolkit",
+    "nvidia-container-toolkit-base",
+    "libnvidia-container-tools",
+    "libnvidia-container1",
+)
+DAEMON_JSON_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "daemon_json"
+
+
+def install_toolkit(host: Host) -> None:
+    host.sh(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
+        + " ".join(f"{p}=1.17.8-1" for p in NCT_PACKAGES)
+    )
+
+
+def test_nvidia_ctk_runtime_configure_writes_what_nvidias_writes(host):
+    # tests/fixtures/daemon_json/nvidia_ctk_runtime_configure.json is a file the real
+    # `nvidia-ctk runtime configure --runtime=docker` wrote (SOURCES.md): the relative runtime
+    # path, sorted keys, 4-space indent, no final newline.
+    install_toolkit(host)
+    real = (DAEMON_JSON_FIXTURES / "nvidia_ctk_runtime_configure.json").read_text().rstrip("\n")
+    host.sh("mkdir -p /tmp/ctk && rm -f /tmp/ctk/daemon.json")
+    host.sh("nvidia-ctk runtime configure --runtime=docker --config=/tmp/ctk/daemon.json")
+    assert host.sh("cat /tmp/ctk/daemon.json").stdout == real
+    # Other keys stay; --set-as-default adds default-runtime; it never restarts Docker.
+    host.sh("""echo '{"log-driver": "json-file"}' > /tmp/ctk/daemon.json""")
+    out = host.sh(
+        "nvidia-ctk runtime configure --runtime=docker --config=/tmp/ctk/daemon.json "
+        "--set-as-default 2>&1"
+    ).stdout
+    assert "It is recommended that docker daemon be restarted." in out
+    assert json.loads(host.sh("cat /tmp/ctk/daemon.json").stdout) == {
+        "default-runtime": "nvidia",
+        "log-driver": "json-file",
+        "runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}},
+    }
+
+
+def test_nvidia_ctk_links_dev_char_only_with_the_driver_loaded(host):
+    # NVIDIA/nvidia-docker#1671: `nvidia-ctk system create-dev-char-symlinks --create-all`.
+    install_toolkit(host)
+    host.sh("rm -f /run/nvidia-sim/loaded-driver-version; rm -rf /dev/char/195:* /dev/char/509:*")
+    unloaded = host.sh("nvidia-ctk system create-dev-char-symlinks --create-all", check=False)
+    assert unloaded.returncode == 1
+    assert "missing required device major nvidia" in unloaded.stderr
+    # The simulated driver's state after a boot: the module "loaded", two GPUs on the bus.
+    host.sh(
+        "mkdir -p /run/nvidia-sim /tmp/ctk"
+        " && echo 550.144.03 > /run/nvidia-sim/loaded-driver-version"
+        """ && echo '{"gpus": [{"index": 0}, {"index": 1}]}' > /tmp/ctk/gpus.json"""
+    )
+    loaded = host.sh(
+        "NVIDIA_SIM_PROFILE=/tmp/ctk/gpus.json nvidia-ctk system create-dev-char-symlinks "
+        "--create-all"
+    )
+    assert "Creating link /dev/char/195:255 => /dev/nvidiactl" in loaded.stderr
+    assert host.sh("readlink /dev/char/509:0").stdout.strip() == "/dev/nvidia-uvm"
+    assert host.sh("readlink /dev/char/195:1").stdout.strip() == "/dev/nvidia1"
+    assert host.sh("test -e /dev/char/195:2", check=False).returncode != 0
+    again = host.sh(
+        "NVIDIA_SIM_PROFILE=/tmp/ctk/gpus.json nvidia-ctk system create-dev-char-symlinks "
+        "--create-all"
+    )
+    assert "file exists" in again.stderr
+    host.sh("rm -f /run/nvidia-sim/loaded-driver-version")
+
+
+def test_docker_repo_has_containerd_io_and_the_cli_plugins(host):
+    codename = host.release["codename"]
+    suffix = "debian.12" if codename == "bookworm" else "debian.13"
+    madison = host.sh("apt-cache madison containerd.io").stdout
+    assert {"1.7.25-1", "2.0.5-1"} <= set(re.findall(r"\|\s*(\S+)\s*\|", madison)), madison
+    for package, version in (
+        ("docker-compose-plugin", "2.32.4"),
+        ("docker-buildx-plugin", "0.20.0"),
+    ):
+        madison = host.sh(f"apt-cache madison {package}").stdout
+        assert f"{version}-1~{suffix}~{codename}" in madison, madison
+    pool = f"/srv/vendor-repo/docker/linux/debian/pool/{codename}/stable"
+    files = host.sh(f"dpkg-deb -c {pool}/docker-compose-plugin_2.32.4-*.deb").stdout
+    assert "./usr/libexec/docker/cli-plugins/docker-compose" in files, files
+
+
 def test_docker_ce_versions_carry_epoch_and_distro_suffix(host):
     codename = host.release["codename"]
     madison = host.sh("apt-cache madison docker-ce").stdout

@@ -219,9 +219,7 @@ def _rounded(value: Any, digits: int = 2) -> float | None:
     return None if number is None else round(number, digits)
 
 
-def parse_level(
-    result: Mapping[str, Any], concurrency: int, stdout: str = ""
-) -> dict[str, Any]:
+def parse_level(result: Mapping[str, Any], concurrency: int, stdout: str = "") -> dict[str, Any]:
     """One level's figures from the JSON ``vllm bench serve --save-result`` wrote.
 
     Latencies are milliseconds; with no successful request vLLM writes 0.0 for them, which
@@ -318,9 +316,7 @@ def check_thresholds(
             if got is None:
                 violations.append(f"{where}: no p99 TTFT measured (ceiling {ceiling} ms)")
             elif got > float(ceiling):
-                violations.append(
-                    f"{where}: p99 TTFT {got} ms is above the ceiling {ceiling} ms"
-                )
+                violations.append(f"{where}: p99 TTFT {got} ms is above the ceiling {ceiling} ms")
         max_failed = thresholds.get("max_failed_requests")
         if max_failed is not None and int(level.get("failed") or 0) > int(max_failed):
             violations.append(
@@ -445,12 +441,12 @@ def _panel_svg(levels: Sequence[Mapping[str, Any]], series: Sequence[tuple]) -> 
         if points:
             path = " ".join(f"{x},{y}" for x, y, _ in points)
             dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-            parts.append(
-                f'<polyline points="{path}" fill="none" stroke="{colour}"{dash_attr}/>'
-            )
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}"{dash_attr}/>')
             for x, y, concurrency in points:
                 parts.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{colour}"/>')
-                parts.append(f'<text x="{x + 5}" y="{y - 5}" fill="{colour}">c={concurrency}</text>')
+                parts.append(
+                    f'<text x="{x + 5}" y="{y - 5}" fill="{colour}">c={concurrency}</text>'
+                )
         legend_x = _MARGIN["left"] + 8 + index * 110
         parts.append(
             f'<line x1="{legend_x}" y1="14" x2="{legend_x + 20}" y2="14" stroke="{colour}"'
@@ -471,7 +467,9 @@ def render_html(
     """One self-contained HTML page (inline SVG, no script, no external file) for one host."""
     esc = html.escape
     rows = "\n".join(
-        "<tr>" + "".join(f"<td>{esc(cell.strip())}</td>" for cell in table_row(lv).split("|")) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{esc(cell.strip())}</td>" for cell in table_row(lv).split("|"))
+        + "</tr>"
         for lv in levels
     )
     header = "".join(f"<th>{esc(cell.strip())}</th>" for cell in TABLE_HEADER.split("|"))

@@ -17,6 +17,12 @@ def is_distro(host) -> bool:
     return host.backend.get_hostname().endswith("-distro-debian13")
 
 
+def has_options(host) -> bool:
+    """Debian 13 from Docker CE: compose and buildx plugins and live-restore on (converge.yml)."""
+    name = host.backend.get_hostname()
+    return name.endswith("-debian13") and not is_distro(host)
+
+
 def debian_release(host) -> str:
     return host.file("/etc/debian_version").content_string.split(".")[0].strip()
 
@@ -41,6 +47,10 @@ def test_daemon_json_keeps_foreign_keys_and_has_the_role_keys(host):
     assert config["log-opts"] == {"compress": "true", "max-size": "100m", "max-file": "5"}
     assert config["log-driver"] == "json-file"
     assert config["storage-driver"] == "vfs"
+    if has_options(host):
+        assert config["live-restore"] is True
+    else:
+        assert "live-restore" not in config
 
 
 def test_dockerd_runs_with_the_merged_configuration(host):
@@ -48,6 +58,7 @@ def test_dockerd_runs_with_the_merged_configuration(host):
     assert info["Driver"] == "vfs"
     assert info["LoggingDriver"] == "json-file"
     assert "llmops.test=foreign-key" in info["Labels"]
+    assert info["LiveRestoreEnabled"] is has_options(host)
 
 
 def test_new_containers_get_the_rotated_json_file_logs(host):
@@ -116,3 +127,37 @@ def test_python_sdk_talks_to_dockerd(host):
         "python3 -c 'import docker; print(docker.from_env().version()[\"ApiVersion\"])'"
     )
     assert out.strip()
+
+
+def test_containerd_io_is_pinned_and_held_with_docker_ce(host):
+    if is_distro(host):
+        pytest.skip("the distro variant installs Debian's containerd")
+    assert host.package("containerd.io").version == "1.7.25-1"
+    assert "containerd.io" in host.check_output("apt-mark showhold").split()
+    # 2.0.5-1 is in the simulated repository, as 2.x is in Docker's: the pin keeps 1.7.
+    policy = host.check_output("apt-cache policy containerd.io")
+    assert "Candidate: 1.7.25-1" in policy, policy
+    assert "2.0.5-1" in policy, policy
+    upgrade = host.check_output("apt-get -s upgrade")
+    assert not re.search(r"^Inst containerd", upgrade, re.MULTILINE), upgrade
+
+
+@pytest.mark.parametrize(
+    ("package", "command", "version", "newer"),
+    [
+        ("docker-compose-plugin", "docker compose version", "2.32.4", "2.33.1"),
+        ("docker-buildx-plugin", "docker buildx version", "0.20.0", "0.21.1"),
+    ],
+)
+def test_cli_plugins_are_an_option_pinned_and_held(host, package, command, version, newer):
+    if not has_options(host):
+        assert not host.package(package).is_installed
+        return
+    release = debian_release(host)
+    expected = f"{version}-1~debian.{release}~{CODENAMES[release]}"
+    assert host.package(package).version == expected
+    assert package in host.check_output("apt-mark showhold").split()
+    assert f"Candidate: {expected}" in host.check_output(f"apt-cache policy {package}")
+    assert newer in host.check_output(f"apt-cache policy {package}")
+    # Through Debian's real docker CLI, which finds the plugin in /usr/libexec/docker/cli-plugins.
+    assert f"v{version}" in host.check_output(command)

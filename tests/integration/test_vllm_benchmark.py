@@ -194,3 +194,62 @@ def test_monitoring_playbook_writes_file_sd_of_every_host(server, tmp_path):
     status, body = http(server["port"], "/metrics")
     assert status == 200
     assert "vllm:" in body
+
+
+def test_benchmark_playbook_records_the_figures_then_fails_the_regression(server, tmp_path):
+    report = tmp_path / "serving.json"
+    report.write_text(json.dumps({"schema_version": 1, "host": "gpu-a", "memory": {"x": 1}}))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "gpu_servers": {
+                    "hosts": {"gpu-a": {"ansible_connection": "local"}},
+                    "vars": {
+                        "ansible_python_interpreter": sys.executable,
+                        "vllm_server_container_name": server["name"],
+                        "vllm_server_served_model_name": "tiny",
+                        "vllm_server_model_container_path": "/models/tiny",
+                        "vllm_server_api_key": KEY,
+                        "vllm_server_report_path": str(report),
+                        "vllm_server_benchmark_html_dir": str(tmp_path / "html"),
+                        "vllm_server_benchmark_concurrency": [1, 2],
+                        "vllm_server_benchmark_num_prompts": 8,
+                        "vllm_server_benchmark_input_len": 32,
+                        "vllm_server_benchmark_output_len": 8,
+                        "vllm_server_benchmark_timeout": 120,
+                        "vllm_server_benchmark_max_p99_ttft_ms": 0.001,
+                    },
+                }
+            }
+        )
+    )
+    done = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(REPO_ROOT / "playbooks/benchmark.yml")],
+        cwd=REPO_ROOT,
+        env=dict(
+            os.environ,
+            ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
+            ANSIBLE_NOCOLOR="true",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "serving benchmark regression on gpu-a: concurrency 1: p99 TTFT" in output
+    assert "is above the ceiling 0.001 ms" in output
+    assert "host | concurrency | completed | failed" in output
+    assert "gpu-a | 1 | 8 | 0 |" in output
+    assert "gpu-a | 2 | 8 | 0 |" in output
+    kept = json.loads(report.read_text())
+    assert kept["memory"] == {"x": 1}  # the rest of the report is untouched
+    bench = kept["benchmark"]
+    assert bench["tool"] == "vllm bench serve"
+    assert bench["image"]["vllm_version"] == "0.32.0"
+    assert "/models/tiny" in bench["args"]
+    assert [level["concurrency"] for level in bench["levels"]] == [1, 2]
+    assert bench["verdict"]["passed"] is False
+    assert KEY not in report.read_text()
+    assert (tmp_path / "html" / "gpu-a.html").read_text().count("<svg") == 2

@@ -396,6 +396,26 @@ def test_persistenced_enables_persistence_mode_until_stopped(seed):
     assert persistence(seed) == {False}
 
 
+def test_persistenced_with_no_persistence_mode_runs_but_leaves_it_off(seed):
+    # NVIDIA's Ubuntu unit runs the daemon with --no-persistence-mode (facts/nvidia-stack.md).
+    started = subprocess.run(
+        [sys.executable, str(PERSISTENCED), "--no-persistence-mode", "--verbose"],
+        env=seed.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert started.returncode == 0
+    pid = int(seed.pid_file.read_text())
+    try:
+        assert persistence(seed) == {False}
+        assert "|   0  NVIDIA GeForce RTX 2080 Ti     Off |" in seed.nvidia_smi().stdout
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: not seed.pid_file.exists())
+
+
 def test_stale_pid_file_is_not_a_running_daemon(seed):
     seed.pid_file.parent.mkdir(parents=True)
     done = subprocess.run(
@@ -437,7 +457,10 @@ def test_unit_file_matches_the_stand_in():
     unit = (PAYLOADS / "nvidia-persistenced.service").read_text()
     assert "Type=forking" in unit
     assert "PIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid" in unit
-    assert "ExecStart=/usr/bin/nvidia-persistenced" in unit
+    assert "ExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode" in unit
+    # Static as NVIDIA's Ubuntu packages ship it: no [Install], stopped when nothing needs it.
+    assert "[Install]" not in unit.splitlines()
+    assert "StopWhenUnneeded=true" in unit
     source = PERSISTENCED.read_text()
     assert 'PID_FILE = "/run/nvidia-persistenced/nvidia-persistenced.pid"' in source
 

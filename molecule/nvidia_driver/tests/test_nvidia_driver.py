@@ -115,6 +115,11 @@ def test_nvidia_smi_reports_the_version_on_the_four_seed_gpus(host):
 
 
 def test_persistence_daemon_is_enabled_and_running(host):
+    # NVIDIA's Ubuntu unit is static and runs --no-persistence-mode: only the role's drop-in
+    # turns persistence on (nvidia-smi's Enabled above follows the daemon's flag).
     service = host.service("nvidia-persistenced")
-    assert service.is_enabled
     assert service.is_running
+    assert host.check_output("systemctl is-enabled nvidia-persistenced") == "static"
+    exec_start = host.check_output("systemctl show -p ExecStart nvidia-persistenced")
+    assert "--persistence-mode" in exec_start
+    assert "--no-persistence-mode" not in exec_start

@@ -202,6 +202,17 @@ def test_driver_needs_a_reboot_then_reports_the_exact_version(host):
     assert all(line.startswith("550.144.03, ") for line in query), query
     table = host.sh("nvidia-smi").stdout
     assert re.search(r"Driver Version: 550\.144\.03\s+CUDA Version: 12\.4", table), table
+    # nvidia-persistenced.service as NVIDIA's Ubuntu packages ship it (facts/nvidia-stack.md):
+    # static, so enabling does nothing, and run with --no-persistence-mode.
+    assert host.sh("systemctl is-enabled nvidia-persistenced", check=False).stdout.strip() == (
+        "static"
+    )
+    exec_start = host.sh("systemctl show -p ExecStart nvidia-persistenced").stdout
+    assert "--no-persistence-mode" in exec_start, exec_start
+    assert (
+        "StopWhenUnneeded=yes"
+        in host.sh("systemctl show -p StopWhenUnneeded nvidia-persistenced").stdout
+    )
 
 
 def test_upgrade_without_reboot_gives_version_mismatch(host):

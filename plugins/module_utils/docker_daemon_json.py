@@ -311,3 +311,121 @@ def plan_daemon_json_update(
         "diff": diff_daemon_config(before, after if changed or before is not None else None),
         "warnings": [warning] if warning else [],
     }
+
+
+# Keys whose JSON type dockerd checks when it loads the file: a value of another type makes it
+# refuse to start ("cannot unmarshal number into Go struct field ... of type string").
+_BOOL_KEYS = frozenset(
+    {
+        "debug",
+        "experimental",
+        "icc",
+        "init",
+        "ip-forward",
+        "ip-masq",
+        "iptables",
+        "ip6tables",
+        "ipv6",
+        "live-restore",
+        "no-new-privileges",
+        "selinux-enabled",
+        "tls",
+        "tlsverify",
+        "userland-proxy",
+    }
+)
+_INT_KEYS = frozenset(
+    {
+        "max-concurrent-downloads",
+        "max-concurrent-uploads",
+        "max-download-attempts",
+        "mtu",
+        "shutdown-timeout",
+    }
+)
+_STRING_KEYS = frozenset(
+    {
+        "bip",
+        "cgroup-parent",
+        "data-root",
+        "default-runtime",
+        "exec-root",
+        "group",
+        "log-driver",
+        "log-level",
+        "storage-driver",
+        "tlscacert",
+        "tlscert",
+        "tlskey",
+        "userns-remap",
+    }
+)
+_STRING_LIST_KEYS = frozenset(
+    {
+        "dns",
+        "dns-opts",
+        "dns-search",
+        "exec-opts",
+        "hosts",
+        "insecure-registries",
+        "labels",
+        "registry-mirrors",
+        "storage-opts",
+    }
+)
+_STRING_MAP_KEYS = frozenset({"log-opts"})
+_OBJECT_KEYS = frozenset({"default-ulimits", "features", "runtimes"})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def daemon_config_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What dockerd would refuse, or what would open it, in ``config``: ``[(key, accepted)]``.
+
+    The known rules, for engines without ``dockerd --validate`` and for the controller, where
+    no dockerd runs: the JSON type of the keys dockerd decodes strictly, and a plain (non-TLS)
+    ``tcp://`` listener in ``hosts``, which gives anyone who reaches the port root on the host.
+    """
+    problems: list[tuple[str, str]] = []
+    if not isinstance(config, Mapping):
+        return [("", "a JSON object")]
+    for key, value in config.items():
+        if key in _BOOL_KEYS and not isinstance(value, bool):
+            problems.append((key, "a JSON boolean (true/false)"))
+        elif key in _INT_KEYS and not _is_int(value):
+            problems.append((key, "a JSON integer"))
+        elif key in _STRING_KEYS and not isinstance(value, str):
+            problems.append((key, "a JSON string"))
+        elif key in _STRING_LIST_KEYS and not (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        ):
+            problems.append((key, "a JSON array of strings"))
+        elif key in _STRING_MAP_KEYS:
+            if not isinstance(value, Mapping):
+                problems.append((key, "a JSON object of strings"))
+            else:
+                for option, text in value.items():
+                    if not isinstance(text, str):
+                        problems.append((f"{key}.{option}", 'a JSON string (quote it: "5", not 5)'))
+        elif key in _OBJECT_KEYS and not isinstance(value, Mapping):
+            problems.append((key, "a JSON object"))
+        elif key == "runtimes" and isinstance(value, Mapping):
+            for name, runtime in value.items():
+                if not isinstance(runtime, Mapping) or not isinstance(runtime.get("path"), str):
+                    problems.append((f"runtimes.{name}", 'an object with a "path" string'))
+    hosts = config.get("hosts")
+    if isinstance(hosts, list):
+        tls = config.get("tlsverify") is True
+        for host in hosts:
+            if isinstance(host, str) and host.startswith("tcp://") and not tls:
+                problems.append(
+                    (
+                        "hosts",
+                        "unix:// or fd:// listeners (a tcp:// listener without tlsverify gives "
+                        "anyone who reaches the port root on the host)",
+                    )
+                )
+                break
+    return problems

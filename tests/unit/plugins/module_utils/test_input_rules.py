@@ -1,0 +1,167 @@
+"""module_utils.input_rules against the roles' real argument specs."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.docker_daemon_json import (
+    daemon_config_problems,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.input_rules import (
+    ROLES,
+    check_inputs,
+    format_failure,
+    source_problem,
+)
+
+ROLES_DIR = Path(__file__).resolve().parents[4] / "roles"
+SPECS = {
+    role: yaml.safe_load((ROLES_DIR / role / "meta" / "argument_specs.yml").read_text())[
+        "argument_specs"
+    ]["main"]["options"]
+    for role in ROLES
+}
+
+
+def errors(**provided):
+    return check_inputs(SPECS, provided).errors
+
+
+def test_the_defaults_are_valid():
+    assert errors() == []
+
+
+@pytest.mark.parametrize(
+    "provided",
+    [
+        {"vllm_server_port": "8080"},
+        {"vllm_server_tensor_parallel_size": "2"},
+        {"model_sync_min_free_gib": "100"},
+        {"nvidia_driver_mok_signing": "false"},
+        {"vllm_server_gpu_memory_utilization": "0.9"},
+        {"vllm_server_enable_chunked_prefill": "no"},
+        {"vllm_server_block_size": "16"},
+        {"nvidia_driver_branch": 550},
+        {"nvidia_driver_expected_gpus": "4", "vllm_server_tensor_parallel_size": "4"},
+        {"vllm_server_api_key": "0123456789abcdef", "vllm_server_bind_address": "10.0.0.5"},
+        {"vllm_server_cpuset_cpus": "0,2,4-7"},
+        {"docker_engine_version": "5:27.5.1-1~ubuntu.24.04~noble"},
+        {"vllm_upgrade_batch": "25%"},
+        {"vllm_upgrade_batch": "2"},
+        {"model_sync_models": [{"name": "a/b", "source": "hf://A/B@v1.0"}]},
+        {"model_sync_models": [{"name": "a/b", "source": "/srv/weights/b"}]},
+        {
+            "model_sync_models": [
+                {"name": "a/b", "source": "peer:/srv/b", "dest": "/home/llm/model/x"}
+            ]
+        },
+    ],
+)
+def test_values_as_users_type_them_are_accepted(provided):
+    assert errors(**provided) == []
+
+
+@pytest.mark.parametrize(
+    ("provided", "expected"),
+    [
+        ({"vllm_server_port": 0}, "vllm_server_port must be a TCP port 1-65535; got 0"),
+        ({"vllm_server_port": "80x"}, "vllm_server_port must be an integer; got '80x'"),
+        ({"vllm_server_dtype": "bogus"}, "vllm_server_dtype must be one of: auto, half"),
+        ({"nvidia_driver_version": 550.144}, "nvidia_driver_version must be a string"),
+        ({"nvidia_driver_version": "560.35.03"}, "a version of branch 550"),
+        ({"nvidia_driver_mok_signing": "maybe"}, "nvidia_driver_mok_signing must be a boolean"),
+        ({"vllm_server_gpu_memory_utilization": 1.5}, "greater than 0 and at most 1"),
+        ({"vllm_server_gpu_memory_utilization": "inf"}, "a finite number"),
+        ({"vllm_server_api_key": "short"}, "at least 16 characters"),
+        ({"vllm_server_bind_address": "0.0.0.0:8000"}, "an IP address without a port"),
+        ({"vllm_server_cpuset_cpus": "7-3"}, "a cpuset"),
+        ({"vllm_server_extra_args": ["--max-model-len=4096"]}, "set vllm_server_max_model_len"),
+        (
+            {"nvidia_driver_expected_gpus": 2, "vllm_server_tensor_parallel_size": 4},
+            "at most nvidia_driver_expected_gpus (2)",
+        ),
+        ({"nvidia_container_toolkit_version": "1.17.7-1"}, "CVE-2025-23266"),
+        ({"docker_engine_daemon_options": {"hosts": ["tcp://0.0.0.0:2375"]}}, "tcp://"),
+        ({"docker_engine_daemon_options": {"log-opts": {"max-file": 5}}}, "log-opts.max-file"),
+        ({"model_sync_models": [{"name": "noslash", "source": "hf://a/b"}]}, "[0].name"),
+        ({"model_sync_models": [{"name": "a/b", "source": "ftp://x"}]}, "[0].source"),
+        ({"model_sync_models": [{"name": "a/b", "source": "hf://a/b@bad..ref"}]}, "revision"),
+        ({"model_sync_models": [{"name": "a/b", "source": "/x", "dest": "/etc"}]}, "[0].dest"),
+        ({"model_sync_models": [{"name": "a/b"}]}, "model_sync_models[0].source must be set"),
+        ({"model_sync_models": [{"name": "a/b", "source": "/x", "sorce": 1}]}, "did you mean"),
+        ({"vllm_server_expect": {"min_kv_cache_gib": -1}}, "vllm_server_expect.min_kv_cache_gib"),
+        ({"vllm_upgrade_batch": 0}, "vllm_upgrade_batch must be"),
+        ({"vllm_server_restart_policy": False}, "quote it"),
+        ({"cuda_toolkit_release": "12.5.0"}, "a release of cuda_toolkit_version 12.4"),
+        ({"vllm_server_api_key": None}, "null"),
+    ],
+)
+def test_bad_values_are_named_with_what_is_accepted(provided, expected):
+    found = errors(**provided)
+    assert len(found) == 1, found
+    assert expected in found[0]
+    assert len(found[0]) < 220
+
+
+def test_a_secret_is_never_shown():
+    found = errors(vllm_server_api_key="has a space but is long")
+    assert "has a space" not in found[0]
+    assert "<hidden>" in found[0]
+
+
+def test_every_violation_is_reported_at_once():
+    report = check_inputs(SPECS, {"vllm_server_port": 0, "model_sync_timeout": 0, "x": 1})
+    assert len(report.errors) == 2
+    message = format_failure("node", report)
+    assert message.splitlines()[0] == "2 invalid variables for node (nothing was changed):"
+
+
+@pytest.mark.parametrize(
+    ("name", "intended"),
+    [("vllm_sever_port", "vllm_server_port"), ("nvidia_drivr_version", "nvidia_driver_version")],
+)
+def test_near_miss_names_get_a_warning(name, intended):
+    warnings = check_inputs(SPECS, {}, [name, "vault_model_sync_hf_token", "inventory_hostname"])
+    assert warnings.warnings == [
+        f"{name} is not a variable of this collection; did you mean {intended}?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "ok"),
+    [
+        ("hf://Qwen/Qwen3-30B-A3B", True),
+        ("hf://Qwen/Qwen3-30B-A3B@main", True),
+        ("hf://Qwen", False),
+        ("rsync://peer/models/qwen", True),
+        ("peer:/srv/models", True),
+        ("https://mirror.example/qwen", True),
+        ("relative/path", False),
+    ],
+)
+def test_sources_by_scheme(source, ok):
+    assert (source_problem(source) is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"log-opts": {"max-size": 100}}, "log-opts.max-size"),
+        ({"live-restore": "true"}, "live-restore"),
+        ({"hosts": ["unix:///run/docker.sock", "tcp://0.0.0.0:2375"]}, "hosts"),
+        ({"runtimes": {"nvidia": {"args": []}}}, "runtimes.nvidia"),
+        ({"max-concurrent-downloads": 1.5}, "max-concurrent-downloads"),
+    ],
+)
+def test_daemon_options_dockerd_refuses(config, key):
+    assert [found for found, _ in daemon_config_problems(config)] == [key]
+
+
+def test_daemon_options_with_tls_and_strings_pass():
+    assert (
+        daemon_config_problems(
+            {"hosts": ["tcp://0.0.0.0:2376"], "tlsverify": True, "log-opts": {"max-file": "5"}}
+        )
+        == []
+    )

@@ -22,19 +22,20 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_manifest import (
+    MANIFEST_NAME,
     format_progress,
 )
 
 display = Display()
 
 MODULE = "llmops.gpu_serving.model_sync"
-# Status checks start quickly and back off to progress_interval, so that a model already in
-# sync (well under a second of module time) is not held for a whole interval.
-FIRST_POLL_SECONDS = 0.5
+# Probes (one shell command each, no module run) start quickly and back off to at most
+# PROBE_MAX_SECONDS, so that a model already in sync (well under a second of module time) is
+# not held for an interval, and a job that died is noticed within seconds.
+PROBE_FIRST_SECONDS = 0.1
+PROBE_MAX_SECONDS = 0.5
+DONE_MARK = "llmops-model-sync-done"
 ASYNC_KEYS = ("ansible_job_id", "started", "finished", "results_file")
-# Status checks at least this often, whatever progress_interval is, so that a job that died
-# with its async wrapper is noticed within a minute rather than after sync_timeout.
-LIVENESS_POLL_SECONDS = 15
 # The module writes its progress file (with its pid) first thing; one that has not after this
 # long never started.
 STARTUP_GRACE_SECONDS = 45
@@ -70,6 +71,20 @@ class ActionModule(ActionBase):
                 self._remove_tmp_path(self._connection._shell.tmpdir)
             return result
 
+        # A model already in place (the common re-run) finishes in this one plain module run;
+        # only a sync with bytes to fetch or hash pays for the async start and the polling. A
+        # dest without a manifest has everything to do: no need to ask.
+        if self._has_manifest(args.get("dest", "")):
+            quick = self._execute_module(
+                module_name=MODULE,
+                module_args=dict(args, defer_long_work=True),
+                task_vars=task_vars,
+            )
+            if not quick.get("deferred"):
+                self._remove_tmp_path(self._connection._shell.tmpdir)
+                result.update(quick)
+                return result
+
         # Unpredictable name: the module may run as root and /tmp is shared.
         progress_file = f"/tmp/.llmops-model-sync-{uuid.uuid4().hex}.json"
         args["progress_file"] = progress_file
@@ -86,53 +101,63 @@ class ActionModule(ActionBase):
             result.update(started)
             return result
 
-        final = self._wait(started["ansible_job_id"], progress_file, interval, timeout, task_vars)
+        final = self._wait(started, progress_file, interval, timeout, task_vars)
         self._remove_tmp_path(self._connection._shell.tmpdir)
         for key in ASYNC_KEYS:
             final.pop(key, None)
         result.update(final)
         return result
 
-    def _wait(self, jid, progress_file, interval, timeout, task_vars):
+    def _wait(self, started, progress_file, interval, timeout, task_vars):
+        """Poll the job until it finished; returns its result.
+
+        Each poll is one shell command (no module run): it reads the progress file, asks
+        whether the job file still says "started", and whether the module's process runs. So
+        polls are cheap enough to start at PROBE_FIRST_SECONDS: a sync that takes a second is
+        reported a fraction of a second after it ended, not at the next doubling of a backoff
+        of async_status runs. async_status runs once, for the result itself.
+        """
+        jid = started["ansible_job_id"]
         async_dir = self._remote_expand_user(
             self.get_shell_option("async_dir", default="~/.ansible_async")
         )
+        job_file = started.get("results_file") or f"{async_dir}/{jid}"
         status_args = {"jid": jid, "mode": "status", "_async_dir": async_dir}
         host = task_vars.get("inventory_hostname", "?") if task_vars else "?"
         dest = self._task.args.get("dest", "")
-        started = time.monotonic()
-        deadline = started + timeout
-        delay = FIRST_POLL_SECONDS
+        begun = time.monotonic()
+        deadline = begun + timeout
+        delay = PROBE_FIRST_SECONDS
         last_line = None
-        last_shown = 0.0
+        last_shown = begun
         pid = None
         while True:
             time.sleep(delay)
-            delay = min(interval, LIVENESS_POLL_SECONDS, delay * 2)
-            status = self._status(status_args, task_vars)
-            if status.get("finished") or (status.get("failed") and "finished" not in status):
-                break
+            delay = min(PROBE_MAX_SECONDS, delay * 1.5)
+            probe = self._probe(progress_file, job_file, pid)
+            if probe["done"]:
+                status = self._settle(status_args, task_vars)
+                if status:
+                    break
             if time.monotonic() > deadline:
+                self._cleanup(progress_file, job_file)
                 return {
                     "failed": True,
                     "msg": f"model_sync did not finish within sync_timeout ({timeout} s)",
                 }
-            progress, alive = self._read_progress(progress_file, pid)
-            if progress is not None:
-                pid = progress.get("pid") if isinstance(progress.get("pid"), int) else pid
+            progress = probe["progress"]
+            if progress is not None and isinstance(progress.get("pid"), int):
+                pid = progress["pid"]
             # The async wrapper records no result when it dies with the module (SIGKILL, the
             # OOM killer, a reboot): the job would read "started" until sync_timeout. The module
             # names its pid in the progress file it writes first thing; a job whose process is
             # gone, or that never wrote that file, is dead unless a result appears now.
-            never_started = pid is None and time.monotonic() - started > STARTUP_GRACE_SECONDS
-            if alive is False or never_started:
+            never_started = pid is None and time.monotonic() - begun > STARTUP_GRACE_SECONDS
+            if probe["alive"] is False or never_started:
                 status = self._settle(status_args, task_vars)
-                if status.get("finished") or status.get("failed"):
+                if status:
                     break
-                self._low_level_execute_command(
-                    f"rm -f {shlex.quote(progress_file)}", sudoable=True
-                )
-                self._status(dict(status_args, mode="cleanup"), task_vars)
+                self._cleanup(progress_file, job_file)
                 what = (
                     f"its process (pid {pid}) is gone"
                     if pid is not None
@@ -148,11 +173,22 @@ class ActionModule(ActionBase):
                 }
             line = format_progress(progress) if progress is not None else None
             now = time.monotonic()
-            if line and line != last_line and now - last_shown >= interval - FIRST_POLL_SECONDS:
+            if line and line != last_line and now - last_shown >= interval:
                 display.display(f"{host}: model_sync {dest}: {line}")
                 last_line, last_shown = line, now
-        self._status(dict(status_args, mode="cleanup"), task_vars)
+        self._cleanup(None, job_file)
         return status
+
+    def _has_manifest(self, dest):
+        manifest = shlex.quote(f"{str(dest).rstrip('/')}/{MANIFEST_NAME}")
+        reply = self._low_level_execute_command(f"test -e {manifest}", sudoable=True)
+        return reply.get("rc") == 0
+
+    def _cleanup(self, progress_file, job_file):
+        """Remove the job file (what async_status mode=cleanup does) and a progress file left
+        by a module that died, in one command."""
+        paths = " ".join(shlex.quote(p) for p in (progress_file, job_file) if p)
+        self._low_level_execute_command(f"rm -f {paths}", sudoable=True)
 
     def _status(self, status_args, task_vars):
         return self._execute_module(
@@ -169,24 +205,34 @@ class ActionModule(ActionBase):
             time.sleep(1.0)
         return {}
 
-    def _read_progress(self, path, pid):
-        """(progress dict or None, whether process ``pid`` still runs: None when no pid is
-        known yet) in one remote command.
+    def _probe(self, progress_file, job_file, pid):
+        """One shell command: {progress (dict or None), done (the job file holds a result),
+        alive (whether process ``pid`` runs; None while no pid is known)}.
 
-        Without /proc (not Linux) the process counts as alive: only sync_timeout applies.
+        The wrapper replaces the job file atomically (a rename) when the module ends; until
+        then it holds ``{"started": ..., "finished": ...}``. Without /proc (not Linux) the
+        process counts as alive: only sync_timeout applies.
         """
-        command = f"cat {shlex.quote(path)} 2>/dev/null"
+        job = shlex.quote(job_file)
+        command = (
+            f"cat {shlex.quote(progress_file)} 2>/dev/null; echo; "
+            f"if [ -s {job} ] && ! grep -q '\"started\"' {job}; then echo {DONE_MARK}; fi"
+        )
         if pid is not None:
             command += (
-                f"; echo; if [ ! -d /proc/self ] || [ -d /proc/{int(pid)} ]; "
-                f"then echo {ALIVE_MARK}; fi"
+                f"; if [ ! -d /proc/self ] || [ -d /proc/{int(pid)} ]; then echo {ALIVE_MARK}; fi"
             )
         reply = self._low_level_execute_command(command, sudoable=True)
         stdout = reply.get("stdout", "") or ""
-        alive = None if pid is None else ALIVE_MARK in stdout
-        text = stdout.replace(ALIVE_MARK, "").strip()
+        lines = [line for line in stdout.splitlines() if line.strip()]
+        marks = {line.strip() for line in lines if line.strip() in (DONE_MARK, ALIVE_MARK)}
+        text = "\n".join(line for line in lines if line.strip() not in marks)
         try:
             progress = json.loads(text) if text else None
         except ValueError:
             progress = None
-        return (progress if isinstance(progress, dict) else None), alive
+        return {
+            "progress": progress if isinstance(progress, dict) else None,
+            "done": DONE_MARK in marks,
+            "alive": None if pid is None else ALIVE_MARK in marks,
+        }

@@ -209,6 +209,11 @@ def _sync_model(
     stats = {path: dest.stat(path) for path in {e["path"] for e in desired} | set(recorded)}
     present = {p: (s.st_size, s.st_mtime_ns) if s else None for p, s in stats.items()}
     plan = plan_sync(desired, recorded, present, options["verify"])
+    if options.get("defer_long_work") and (plan["rehash"] or plan["adopt"] or plan["transfer"]):
+        # Bytes to read or fetch: the action plugin runs this again asynchronously, with
+        # progress. Nothing was written; a model in place is finished by this run instead.
+        result.update(deferred=True, files_total=len(desired))
+        return result
 
     workers = options.get("workers") or os.cpu_count() or 1
     to_hash = plan["rehash"] + plan["adopt"]

@@ -40,7 +40,9 @@ description:
   - Files that an earlier sync wrote and the source no longer lists are removed; files the
     module never wrote (not in its manifest) are left alone.
   - B(Progress.) Run as a task, the module's action plugin starts it asynchronously and prints
-    bytes, rate and ETA on the controller every O(progress_interval) seconds while it runs.
+    bytes, rate and ETA on the controller every O(progress_interval) seconds while it runs. A
+    dest that already holds a manifest is first synced by one plain module run (see
+    O(defer_long_work)), so a model already in place costs what any task costs.
 author:
   - llmops.gpu_serving contributors
 options:
@@ -167,6 +169,14 @@ options:
         V(false) runs it like any module. Ignored in check mode and when the task has C(async).
     type: bool
     default: true
+  defer_long_work:
+    description:
+      - Action plugin (internal). Return RV(deferred=true) at once, having written nothing, when
+        the sync has files to fetch or hash; otherwise sync as usual. The plugin runs a sync
+        this way first, so a model already in place costs one plain module run, and only a sync
+        with work to do is started asynchronously with progress.
+    type: bool
+    default: false
   progress_interval:
     description:
       - Action plugin. Seconds between two progress lines.
@@ -343,6 +353,12 @@ files_repaired:
   returned: when the source was listed
   type: int
   sample: 0
+deferred:
+  description:
+    - With O(defer_long_work), true when the sync had files to fetch or hash and did nothing.
+  returned: when deferred
+  type: bool
+  sample: true
 removed:
   description:
     - With O(state=absent), the files model_sync had written that were (in check mode, would
@@ -425,6 +441,7 @@ def main() -> None:
             source_manifest=dict(type="dict"),
             progress_file=dict(type="path"),
             progress=dict(type="bool", default=True),
+            defer_long_work=dict(type="bool", default=False),
             progress_interval=dict(type="int", default=10),
             sync_timeout=dict(type="int", default=86400),
         ),

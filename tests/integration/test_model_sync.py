@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -776,3 +777,34 @@ def test_disk_full_mid_run_fails_cleanly_and_the_next_run_resumes(
         assert resumed["bytes_resumed"] > 0
         assert model_files(dest) == BIG_MODEL
         assert not (dest / PARTIAL).exists()
+
+
+def test_controller_work_per_sync(playbook, tmp_path):
+    """What the controller costs, counted in remote runs rather than seconds: a first sync is
+    one async start and one async_status (polling is a shell probe), a re-run of a model in
+    place is one plain module run and nothing asynchronous."""
+    source = write_tree(tmp_path / "src", MODEL)
+    dest = tmp_path / "model"
+    args = {"source": str(source), "dest": str(dest), "progress_interval": 1}
+
+    def module_runs(output: str) -> dict[str, int]:
+        runs = {}
+        for name in ("model_sync", "async_wrapper", "async_status"):
+            runs[name] = len(re.findall(rf"EXEC .*python\S* \S*/(?:AnsiballZ_)?{name}\.py", output))
+        return runs
+
+    first = playbook(args, "-vvv")
+    assert first["changed"] is True
+    assert module_runs(first["_stdout"]) == {"model_sync": 0, "async_wrapper": 1, "async_status": 1}
+    again = playbook(args, "-vvv")
+    assert again["changed"] is False
+    assert module_runs(again["_stdout"]) == {"model_sync": 1, "async_wrapper": 0, "async_status": 0}
+    # A re-run with work to do asks once, then runs asynchronously.
+    (dest / "config.json").unlink()
+    repaired = playbook(args, "-vvv")
+    assert repaired["transfer"] == ["config.json"]
+    assert module_runs(repaired["_stdout"]) == {
+        "model_sync": 1,
+        "async_wrapper": 1,
+        "async_status": 1,
+    }

@@ -73,7 +73,8 @@ def test_cuda_12_4_is_the_toolkit_on_path(host):
 
 def test_dockerd_runs_the_nvidia_runtime_with_log_rotation(host):
     daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
-    assert daemon["runtimes"]["nvidia"]["path"] == "/usr/bin/nvidia-container-runtime"
+    # Relative, exactly as `nvidia-ctk runtime configure --runtime=docker` writes it.
+    assert daemon["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
     assert daemon["log-opts"] == {"max-size": "100m", "max-file": "5"}
     info = json.loads(host.check_output("docker info --format '{{json .}}'"))
     assert "nvidia" in info["Runtimes"]

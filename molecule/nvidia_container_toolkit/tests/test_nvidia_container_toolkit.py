@@ -99,8 +99,9 @@ def recorded_dockerd(host, path: str) -> dict:
 @pytest.mark.parametrize(
     "record",
     [
-        # docker_engine's dockerd: the first toolkit run registered the runtime with a reload.
-        "/var/tmp/llmops-dockerd-before-toolkit",
+        # Not docker_engine's dockerd: the first toolkit run installs the hook, and dockerd
+        # registers its --gpus driver only when it starts (moby daemon/nvidia_linux.go), so that
+        # run restarts it once; every later run keeps it.
         # the first converge's: neither the idempotence run nor the side effect's runs (runtime
         # put back, daemon.json rewritten by nvidia-ctk) restarted it.
         "/var/tmp/llmops-dockerd-first-converge",

@@ -393,6 +393,8 @@ def suggest_fit(
             options.append(f"max_model_len {longest}")
         if utilization is not None:
             options.append(f"gpu_memory_utilization {utilization:.2f}")
+        if plan["kv_cache_source"] == "given":
+            options.append("a larger kv_cache_gib")
         if plan["kv_cache_gib"] > 0:
             options.append("an fp8 kv_cache_dtype")
         options.append("more GPUs (a larger tensor_parallel_size)")

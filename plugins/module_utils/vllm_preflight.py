@@ -122,6 +122,7 @@ def run_preflight(
     kv_cache_dtype: str = "auto",
     max_num_batched_tokens: int | None = None,
     swap_space_gib: float | None = None,
+    kv_cache_gib: float | None = None,
     min_concurrency: float = 0.0,
     autotune: bool = False,
     autotune_max_gpu_memory_utilization: float = 0.95,
@@ -129,10 +130,13 @@ def run_preflight(
     """Plan the deployment and decide: fits, autotuned, or does not fit (with the way out).
 
     ``min_concurrency`` 0 means "one request of max_model_len", vLLM's own startup gate.
-    Autotuning first raises gpu_memory_utilization up to the cap (the context length the
-    operator asked for is kept), then lowers max_model_len. Returns ``fits``, ``message``,
-    ``plan`` (of the settings to use), ``settings`` (max_model_len, gpu_memory_utilization),
-    ``autotuned`` (what changed, or None) and ``suggestion``.
+    ``kv_cache_gib`` fixes the KV cache instead of deriving it from GPU memory: the CPU engine
+    is given its KV space (``VLLM_CPU_KVCACHE_SPACE``, GiB), whatever the memory and the
+    weights; no gpu_memory_utilization can change it, so autotuning can only shorten
+    max_model_len. Autotuning first raises gpu_memory_utilization up to the cap (the context
+    length the operator asked for is kept), then lowers max_model_len. Returns ``fits``,
+    ``message``, ``plan`` (of the settings to use), ``settings`` (max_model_len,
+    gpu_memory_utilization), ``autotuned`` (what changed, or None) and ``suggestion``.
     """
     target = max(float(min_concurrency), 1.0)
     common = {
@@ -144,6 +148,7 @@ def run_preflight(
         "kv_cache_dtype": kv_cache_dtype,
         "max_num_batched_tokens": max_num_batched_tokens,
         "swap_space_gib": swap_space_gib,
+        "kv_cache_gib": kv_cache_gib,
     }
     requested = {"max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization}
     fit = suggest_fit(model_config, min_concurrency=target, **common, **requested)
@@ -169,13 +174,15 @@ def run_preflight(
     if fit["fits"] or not autotune:
         return result
 
-    utilization = smallest_fitting_gpu_memory_utilization(
-        model_config,
-        min_concurrency=target,
-        max_model_len=settings["max_model_len"],
-        gpu_memory_utilization=gpu_memory_utilization,
-        **common,
-    )
+    utilization = None
+    if kv_cache_gib is None:
+        utilization = smallest_fitting_gpu_memory_utilization(
+            model_config,
+            min_concurrency=target,
+            max_model_len=settings["max_model_len"],
+            gpu_memory_utilization=gpu_memory_utilization,
+            **common,
+        )
     if utilization is not None and utilization <= autotune_max_gpu_memory_utilization:
         chosen = {"gpu_memory_utilization": utilization}
         reason = (
@@ -190,6 +197,9 @@ def run_preflight(
             f"max_model_len {settings['max_model_len']} -> {longest}: the largest that holds "
             f"{target:g} requests at gpu_memory_utilization {gpu_memory_utilization:g} "
             f"(raising it to fit would exceed the cap {autotune_max_gpu_memory_utilization:g})"
+            if kv_cache_gib is None
+            else f"max_model_len {settings['max_model_len']} -> {longest}: the largest that "
+            f"holds {target:g} requests in the given {kv_cache_gib:g} GiB KV cache"
         )
     else:
         result["message"] += "; autotune found no setting that fits"

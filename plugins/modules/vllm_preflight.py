@@ -79,6 +79,14 @@ options:
   swap_space_gib:
     description: CPU swap space per GPU in GiB (V0); gives the CPU block count.
     type: float
+  kv_cache_gib:
+    description:
+      - The KV cache size in GiB when the engine is given one instead of deriving it from GPU
+        memory, such as vLLM's CPU engine with C(VLLM_CPU_KVCACHE_SPACE). The plan then counts
+        blocks and tokens in exactly that size; O(gpu_memory_utilization) does not change it, so
+        O(autotune) can only shorten O(max_model_len).
+      - Unset, the KV cache is predicted from the GPUs' memory, the weights and the overhead.
+    type: float
   min_concurrency:
     description:
       - How many requests of O(max_model_len) tokens the KV cache must hold at once. C(0) means
@@ -232,6 +240,7 @@ def main() -> None:
             "kv_cache_dtype": {"type": "str", "default": "auto"},
             "max_num_batched_tokens": {"type": "int"},
             "swap_space_gib": {"type": "float"},
+            "kv_cache_gib": {"type": "float"},
             "min_concurrency": {"type": "float", "default": 0.0},
             "autotune": {"type": "bool", "default": False},
             "autotune_max_gpu_memory_utilization": {"type": "float", "default": 0.95},
@@ -246,6 +255,9 @@ def main() -> None:
     cap = p["autotune_max_gpu_memory_utilization"]
     if not 0 < cap <= 1:
         module.fail_json(msg=f"autotune_max_gpu_memory_utilization must be in (0, 1], got {cap:g}")
+    kv_cache_gib = p["kv_cache_gib"]
+    if kv_cache_gib is not None and not 0 < kv_cache_gib < float("inf"):
+        module.fail_json(msg=f"kv_cache_gib must be a size in GiB above 0, got {kv_cache_gib:g}")
     try:
         model = read_model_dir(p["model_path"])
         if p["gpu_memory_gib"] is not None:
@@ -266,6 +278,7 @@ def main() -> None:
             kv_cache_dtype=p["kv_cache_dtype"],
             max_num_batched_tokens=p["max_num_batched_tokens"],
             swap_space_gib=p["swap_space_gib"],
+            kv_cache_gib=kv_cache_gib,
             min_concurrency=p["min_concurrency"],
             autotune=p["autotune"],
             autotune_max_gpu_memory_utilization=cap,

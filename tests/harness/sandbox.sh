@@ -41,10 +41,14 @@ up() {
     cap_args=()
     for cap in "${caps[@]}"; do cap_args+=(--cap-add "$cap"); done
     log "starting $name from $image"
+    # --shm-size: the vLLM container shares the sandbox's IPC namespace and /dev/shm (--ipc host,
+    # the seed's setting), and the CPU engine's shared-memory broadcast needs more than Docker's
+    # default 64 MiB.
     docker run -d --name "$name" --hostname "$name" --network "$network" \
       "${cap_args[@]}" --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
       --security-opt systempaths=unconfined \
       --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
+      --shm-size 2g \
       -v "$name-docker:/var/lib/docker" \
       -v "$repo_root/tests/output/vendor-repo:/srv/vendor-repo:ro" \
       -v "$repo_root/tests/output/models:/srv/model-source:ro" \
@@ -67,9 +71,11 @@ summary() {
 == llmops.gpu_serving sandbox ($name) ==
 Real:      apt and its signature checks, systemd, users and files, Docker, the roles and
            modules of this collection, every task Ansible ran above.
-Simulated: the GPUs (nvidia-smi answers from a profile of the seed's 4 x 22 GB cards), the NVIDIA
-           and Docker download servers (signed local repositories with the real package names
-           and versions, small stand-in payloads), and the vLLM engine.
+Simulated: the GPUs (nvidia-smi answers from a profile of the seed's 4 x 22 GB cards) and the
+           NVIDIA and Docker download servers (signed local repositories with the real package
+           names and versions, small stand-in payloads).
+vLLM:      real by default (vLLM's CPU build on a tiny random-weight Qwen3-MoE); with
+           DEMO_ENGINE=replay, a stand-in replaying the seed's real 4 x 22 GB startup log.
 TXT
   if docker exec "$name" test -x /usr/bin/nvidia-smi 2>/dev/null; then
     docker exec "$name" nvidia-smi --query-gpu=index,name,driver_version,memory.total \

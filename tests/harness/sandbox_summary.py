@@ -34,20 +34,37 @@ def main() -> int:
         f"{memory['kv_cache_tokens']} tokens: {memory['max_concurrency']} requests of "
         f"{memory['max_model_len']} tokens at once"
     )
+    unlogged = []
     for figure, row in sorted((report.get("plan_comparison") or {}).items()):
+        if row["measured"] is None:
+            unlogged.append(figure)
+            continue
         print(
             f"  plan vs vLLM's log, {figure}: planned {row['planned']}, logged {row['measured']}"
             f" ({row['error_pct']} %)"
         )
+    if unlogged:
+        print(f"  planned but not in this engine's log: {', '.join(unlogged)}")
+    if "vllm-cpu" in container["image"]:
+        print(
+            f"  engine: the real vLLM {container['vllm_version']} (CPU build) serving a tiny "
+            "random-weight Qwen3-MoE: the answer below comes from it, and its text is noise"
+        )
+    else:
+        print("  engine: the stand-in replaying the seed's startup log (DEMO_ENGINE=replay)")
     url = base_url + "/v1/chat/completions"
-    body = {"model": "coder", "messages": [{"role": "user", "content": "Say hello."}]}
+    body = {
+        "model": "coder",
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 16,
+    }
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
     )
     print(f"A real HTTP answer from the endpoint on this machine (POST {url}):")
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    with urllib.request.urlopen(request, timeout=120) as answer:
         print(f"  HTTP {answer.status}: {answer.read().decode()}")
     return 0
 

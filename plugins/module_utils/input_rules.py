@@ -619,6 +619,7 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
     at_least("vllm_server_tokenizer_pool_size", 0, "an integer >= 0 (0: no pool)")
     at_least("vllm_server_min_concurrency", 0, "a number >= 0")
     at_least("vllm_server_gpu_reserved_gib", 0, "GiB >= 0")
+    at_least("vllm_server_kv_cache_gib", 0, "GiB >= 0 (0: predicted from GPU memory)")
     if ok("vllm_server_gpu_memory_gib") and not 0 <= v["vllm_server_gpu_memory_gib"] <= 4096:
         bad("vllm_server_gpu_memory_gib", "GiB of one GPU, 0 (from nvidia-smi) to 4096")
     if ok("vllm_server_gpu_reserved_gib") and v["vllm_server_gpu_reserved_gib"] > 64:

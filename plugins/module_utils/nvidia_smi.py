@@ -10,8 +10,11 @@ takes the runner as an argument.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Callable, Sequence
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # What the nvidia_gpu_info module asks for. Every field exists since driver 510 (compute_cap
@@ -102,6 +105,12 @@ FAILURE_HINTS: dict[str, str] = {
         "NVML could not open the GPU device nodes. Inside a container this is usually a lost "
         "device-cgroup grant after `systemctl daemon-reload` on the host: restart the "
         "container. On the host, check /dev/nvidia* and dmesg for Xid errors."
+    ),
+    "timeout": (
+        "nvidia-smi did not answer in time: a hung GPU or driver (look for Xid errors in "
+        "`dmesg`, a GPU fallen off the bus, or a process stuck on the device). Reset the GPU "
+        "(`nvidia-smi -r`) or reboot the host; raise the module's timeout only for hosts with "
+        "many GPUs whose first query is slow."
     ),
     "other": "nvidia-smi failed; its output above says why.",
 }
@@ -295,6 +304,58 @@ def summarize(gpus: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 Runner = Callable[[list[str]], tuple[int, str, str]]
+
+# Seconds one nvidia-smi call may take. A healthy host answers in well under a second per GPU;
+# a hung driver or GPU makes nvidia-smi block forever, often in the kernel.
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def timeout_failure(argv: Sequence[str], timeout: float) -> dict[str, Any]:
+    """The classified failure of a call that did not finish within ``timeout`` seconds."""
+    return {
+        "kind": "timeout",
+        "rc": None,
+        "message": f"{' '.join(argv)} did not answer within {timeout:g} s",
+        "output": "",
+        "nvml_library_version": None,
+        "hint": FAILURE_HINTS["timeout"],
+    }
+
+
+def subprocess_runner(timeout: float, env_update: Mapping[str, str] | None = None) -> Runner:
+    """A Runner that gives each call ``timeout`` seconds, then kills it.
+
+    A call that runs out of time raises NvidiaSmiError (kind ``timeout``). A process that does
+    not die when killed (blocked in the kernel, as a hung driver leaves nvidia-smi) is left
+    behind after a short wait rather than waited for: the caller must answer.
+    """
+    if not timeout > 0 or timeout == float("inf"):
+        raise ValueError(f"timeout must be a number of seconds above 0, got {timeout!r}")
+    env = dict(os.environ, **(env_update or {}))
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+                errors="replace",
+            )
+        except OSError as exc:
+            return 127, "", f"{argv[0]}: {exc.strerror}"
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            # A process blocked in the kernel does not die: leave it rather than wait for it.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=5)
+            raise NvidiaSmiError(timeout_failure(argv, timeout)) from None
+        return proc.returncode, out, err
+
+    return run
 
 
 def gather_gpu_info(

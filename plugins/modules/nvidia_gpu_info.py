@@ -36,6 +36,12 @@ options:
     description:
       - How many GPUs nvidia-smi must list.
     type: int
+  timeout:
+    description:
+      - Seconds each nvidia-smi call may take before it is killed and the module fails with
+        C(kind=timeout). A hung driver or GPU makes nvidia-smi block forever.
+    type: float
+    default: 30
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.facts
@@ -190,8 +196,8 @@ ansible_facts:
       type: dict
 kind:
   description:
-    - Why nvidia-smi failed, C(not_installed), C(no_driver), C(version_mismatch), C(nvml_unknown)
-      or C(other).
+    - Why nvidia-smi failed, C(not_installed), C(no_driver), C(version_mismatch), C(nvml_unknown),
+      C(timeout) (it did not answer within O(timeout) seconds and was killed) or C(other).
   returned: failure
   type: str
   sample: version_mismatch
@@ -216,9 +222,11 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi import (
+    DEFAULT_TIMEOUT_S,
     NvidiaSmiError,
     classify_failure,
     gather_gpu_info,
+    subprocess_runner,
 )
 
 
@@ -228,6 +236,7 @@ def main() -> None:
             "nvidia_smi_path": {"type": "path"},
             "expected_driver_version": {"type": "str"},
             "expected_gpu_count": {"type": "int"},
+            "timeout": {"type": "float", "default": DEFAULT_TIMEOUT_S},
         },
         supports_check_mode=True,
     )
@@ -242,9 +251,11 @@ def main() -> None:
             hint=failure["hint"],
         )
 
-    def run(argv: list[str]) -> tuple[int, str, str]:
+    try:
         # LC_ALL=C: nvidia-smi's messages are matched by their English text.
-        return module.run_command(argv, environ_update={"LC_ALL": "C"})
+        run = subprocess_runner(module.params["timeout"], {"LC_ALL": "C"})
+    except ValueError as err:
+        module.fail_json(msg=f"nvidia_gpu_info: {err}")
 
     try:
         info = gather_gpu_info(

@@ -15,6 +15,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi impo
     parse_header,
     parse_query_csv,
     query_command,
+    subprocess_runner,
     summarize,
 )
 
@@ -452,3 +453,36 @@ def test_gather_gpu_info_raises_the_classified_failure():
     assert raised.value.failure["kind"] == "version_mismatch"
     assert raised.value.failure["nvml_library_version"] == "535.161"
     assert len(run.calls) == 1
+
+
+def test_the_subprocess_runner_returns_what_the_command_printed(tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\necho "$LC_ALL $1"\necho oops >&2\nexit 3\n')
+    smi.chmod(0o755)
+    run = subprocess_runner(10, {"LC_ALL": "C"})
+    assert run([str(smi), "-L"]) == (3, "C -L\n", "oops\n")
+
+
+def test_the_subprocess_runner_kills_a_call_that_never_answers(tmp_path):
+    hung = tmp_path / "nvidia-smi"
+    hung.write_text("#!/bin/sh\nexec sleep 600\n")
+    hung.chmod(0o755)
+    run = subprocess_runner(0.3)
+    with pytest.raises(NvidiaSmiError) as raised:
+        run([str(hung), "-L"])
+    failure = raised.value.failure
+    assert failure["kind"] == "timeout"
+    assert failure["message"] == f"{hung} -L did not answer within 0.3 s"
+    assert failure["hint"] == FAILURE_HINTS["timeout"]
+
+
+def test_the_subprocess_runner_reports_a_missing_binary_as_not_installed(tmp_path):
+    rc, out, err = subprocess_runner(5)([str(tmp_path / "absent")])
+    assert rc == 127
+    assert classify_failure(rc, out, err)["kind"] == "not_installed"
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan")])
+def test_the_subprocess_runner_wants_a_positive_finite_timeout(timeout):
+    with pytest.raises(ValueError, match="timeout must be a number of seconds above 0"):
+        subprocess_runner(timeout)

@@ -61,20 +61,25 @@ def seed_answers(tmp_path_factory):
 
 @pytest.fixture
 def nvidia_smi_answers(monkeypatch):
-    """Make AnsibleModule.run_command answer from a list; record the argv it was given."""
+    """Make the module's nvidia-smi runner answer from a list; record the argv it was given."""
     calls = []
     answers = []
 
-    def run_command(self, args, **kwargs):
-        calls.append(list(args))
-        assert kwargs.get("environ_update") == {"LC_ALL": "C"}
-        return answers[len(calls) - 1]
+    def subprocess_runner(timeout, env_update=None):
+        assert env_update == {"LC_ALL": "C"}
+        assert timeout == 30
+
+        def run(argv):
+            calls.append(list(argv))
+            return answers[len(calls) - 1]
+
+        return run
 
     def get_bin_path(self, name, *args, **kwargs):
         assert name == "nvidia-smi"
         return NVIDIA_SMI
 
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(nvidia_gpu_info, "subprocess_runner", subprocess_runner)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
     monkeypatch.setattr(nvidia_gpu_info.os, "access", lambda path, mode: path == NVIDIA_SMI)
     return answers, calls
@@ -186,10 +191,10 @@ def test_version_mismatch_reports_the_library_version(capsys, nvidia_smi_answers
 def test_fails_when_nvidia_smi_is_not_installed(capsys, monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: None)
 
-    def run_command(self, *args, **kwargs):
+    def subprocess_runner(*args, **kwargs):
         raise AssertionError("nothing may run without nvidia-smi")
 
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(nvidia_gpu_info, "subprocess_runner", subprocess_runner)
     failed, result = run_module(capsys)
     assert failed
     assert result["kind"] == "not_installed"
@@ -202,3 +207,24 @@ def test_fails_when_the_given_path_does_not_exist(capsys, tmp_path):
     assert failed
     assert result["kind"] == "not_installed"
     assert str(tmp_path / "nvidia-smi") in result["msg"]
+
+
+def test_a_hung_nvidia_smi_is_killed_and_classified(capsys, tmp_path):
+    """A real process that never answers (a hung driver): the module fails with kind timeout."""
+    hung = tmp_path / "nvidia-smi"
+    hung.write_text("#!/bin/sh\nexec sleep 600\n")
+    hung.chmod(0o755)
+    failed, result = run_module(capsys, nvidia_smi_path=str(hung), timeout=0.5)
+    assert failed
+    assert result["kind"] == "timeout"
+    assert "did not answer within 0.5 s" in result["msg"]
+    assert "dmesg" in result["hint"]
+
+
+def test_a_timeout_that_is_not_a_duration_is_refused(capsys, tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nexit 0\n")
+    smi.chmod(0o755)
+    failed, result = run_module(capsys, nvidia_smi_path=str(smi), timeout=0)
+    assert failed
+    assert result["msg"] == "nvidia_gpu_info: timeout must be a number of seconds above 0, got 0.0"

@@ -41,7 +41,12 @@ class FlagRule:
 # source (0.8.5 to 0.33).
 FLAG_RULES: dict[str, FlagRule] = {
     # facts: "--swap-space <= 0.17, removed 0.18; V1 allocates no CPU blocks".
-    "--swap-space": FlagRule(removed=(0, 18), source="facts/vllm.md: removed in 0.18"),
+    # The real 0.32.0 engine refuses it: `vllm: error: unrecognized arguments: --swap-space 16`
+    # (tests/fixtures/vllm_logs/real_cpu_0.32.0_fail_removed_flag_swap_space.log).
+    "--swap-space": FlagRule(
+        removed=(0, 18),
+        source="README, 'The seed's docker run as variables'; vLLM 0.18 and later exit 2 on it",
+    ),
     # facts: "--tokenizer-pool-size <= 0.9.2 (no-op, warns), removed 0.10.0"; vllm-project/vllm
     # PR #16790 (Apr 2025) made the pool a no-op, PR #20968 removed TokenizerPoolConfig and its
     # flags "in time for v0.10.0".
@@ -68,7 +73,9 @@ FLAG_RULES: dict[str, FlagRule] = {
         source="vllm PR #28006, removed in 0.11.1",
     ),
     # facts: "--kv-cache-memory >= 0.10.2 (skips profiling)".
-    "--kv-cache-memory": FlagRule(added=(0, 10, 2), source="facts/vllm.md: added in 0.10.2"),
+    "--kv-cache-memory": FlagRule(
+        added=(0, 10, 2), source="added in vLLM 0.10.2 (vllm-project/vllm releases)"
+    ),
 }
 
 # facts: "--block-size <= 0.11: one of 1,8,16,32,64,128; V1 flash attention needs a multiple of 16".

@@ -294,6 +294,8 @@ def plan_daemon_json_update(
 
     Returns ``{"changed": bool, "before": dict | None, "after": dict, "content": str,
     "changed_keys": [str], "diff": {"before": str, "after": str}, "warnings": [str]}``.
+    Raises DaemonJsonError when a key the update changes would make dockerd refuse the file
+    (a value of the wrong JSON type) or listen on plain tcp:// (daemon_config_problems).
     ``content`` is what to write when ``changed``. A missing file whose merged result is empty
     stays missing: an empty object means the same to dockerd.
     """
@@ -301,13 +303,29 @@ def plan_daemon_json_update(
     after = merge_daemon_config(before or {}, desired, remove)
     # No file and nothing to put in it is no change; otherwise compare meanings.
     changed = bool(after) if before is None else not configs_equal(before, after)
+    changed_keys = changed_paths(before or {}, after)
+    if changed:
+        # Refuse to write what dockerd would not start with (it decodes these keys strictly)
+        # or what would open it to the network, for the keys this update changes; keys the
+        # file already had are the host's own and are left as they are.
+        touched = {path.split(".", 1)[0] for path in changed_keys}
+        problems = [
+            (key, accepted)
+            for key, accepted in daemon_config_problems(after)
+            if key.split(".", 1)[0] in touched
+        ]
+        if problems:
+            raise DaemonJsonError(
+                f"{source}: not written, dockerd would refuse it or listen unprotected: "
+                + "; ".join(f"{key} must be {accepted}" for key, accepted in problems)
+            )
     warning = default_runtime_warning(after)
     return {
         "changed": changed,
         "before": before,
         "after": after,
         "content": render_daemon_json(after),
-        "changed_keys": changed_paths(before or {}, after),
+        "changed_keys": changed_keys,
         "diff": diff_daemon_config(before, after if changed or before is not None else None),
         "warnings": [warning] if warning else [],
     }

@@ -492,3 +492,31 @@ def test_plan_reports_invalid_file_with_source():
             NVIDIA_RUNTIME,
             source="/etc/docker/daemon.json",
         )
+
+
+@pytest.mark.parametrize(
+    ("desired", "expected"),
+    [
+        # dockerd: "cannot unmarshal number into Go struct field ... of type string".
+        ({"log-opts": {"max-size": "100m", "max-file": 5}}, "log-opts.max-file must be a JSON"),
+        ({"live-restore": "true"}, "live-restore must be a JSON boolean"),
+        ({"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}, "hosts must be"),
+    ],
+)
+def test_plan_refuses_a_merged_file_dockerd_would_refuse_or_open(desired, expected):
+    with pytest.raises(DaemonJsonError, match=r"^/etc/docker/daemon\.json: not written") as raised:
+        plan_daemon_json_update(
+            fixture_text("nvidia_ctk_runtime_configure.json"),
+            desired,
+            source="/etc/docker/daemon.json",
+        )
+    assert expected in str(raised.value)
+
+
+def test_plan_leaves_the_hosts_own_keys_to_the_host():
+    # The real file listens on tcp://127.0.0.1:2375 without TLS: the host's choice, which an
+    # update of other keys neither refuses nor changes.
+    plan = plan_daemon_json_update(fixture_text("hosts_tab_indented.json"), NVIDIA_RUNTIME)
+    assert plan["changed"] is True
+    assert plan["changed_keys"] == ["runtimes"]
+    assert "tcp://127.0.0.1:2375" in plan["after"]["hosts"]

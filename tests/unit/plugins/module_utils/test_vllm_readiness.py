@@ -137,7 +137,8 @@ def test_exit_ends_the_wait_at_once():
     assert result["reason"] == "exited"
     assert result["exit_code"] == 1
     assert result["kind"] == "kv_cache_too_small"
-    assert result["seconds"] <= 1.25
+    # Ended on the first poll after the exit (at 1.0 on the fake clock: tick 4 of 0.25).
+    assert server.ticks <= 1.0 / 0.25 + 1
 
 
 def test_full_log_replaces_a_lagging_stream_on_exit():
@@ -190,7 +191,8 @@ def test_timeout():
     server = FakeServer([])
     result, _ = server.wait(timeout=10)
     assert result["reason"] == "timeout"
-    assert 10 <= result["seconds"] <= 10.5
+    # The fake clock ran to the timeout by the wait's own polls of 0.25, and no further.
+    assert 10 / 0.25 <= server.ticks <= 10 / 0.25 + 2
     assert result["kind"] is None
 
 
@@ -306,8 +308,8 @@ def test_health_that_says_dead_engine_ends_the_wait(version, status):
     assert result["kind"] == "engine_failed"
     assert result["proof"][0] == f"GET /health answered HTTP {status}: the engine is dead"
     assert result["health_status"] == status
-    # Within the grace, not at the timeout.
-    assert result["seconds"] < 10
+    # Within the grace (2.0 on the fake clock: 8 polls of 0.25), not at the timeout (240 polls).
+    assert server.ticks <= 2.0 / 0.25 + 2
 
 
 def test_a_503_on_0_10_is_not_the_dead_engine_answer():

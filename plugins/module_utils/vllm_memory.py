@@ -645,12 +645,17 @@ def _check_positive_int(name: str, value: Any) -> None:
 def _check_positive_number(name: str, value: Any, *, allow_none: bool) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not _is_finite_number(value) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
 def _check_non_negative_number(name: str, value: Any, *, allow_none: bool) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if not _is_finite_number(value) or value < 0:
         raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def _is_finite_number(value: Any) -> bool:
+    """A real number, not a bool, and neither infinite nor NaN (absurd memory sizes)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)

@@ -19,7 +19,6 @@ from typing import Any
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import (
     GIB,
     plan_memory,
-    smallest_fitting_gpu_memory_utilization,
     suggest_fit,
     weights_bytes_from_files,
     weights_bytes_from_index,
@@ -174,15 +173,8 @@ def run_preflight(
     if fit["fits"] or not autotune:
         return result
 
-    utilization = None
-    if kv_cache_gib is None:
-        utilization = smallest_fitting_gpu_memory_utilization(
-            model_config,
-            min_concurrency=target,
-            max_model_len=settings["max_model_len"],
-            gpu_memory_utilization=gpu_memory_utilization,
-            **common,
-        )
+    # suggest_fit found it already (None when the KV size is given: no utilization changes it).
+    utilization = fit["smallest_fitting_gpu_memory_utilization"]
     if utilization is not None and utilization <= autotune_max_gpu_memory_utilization:
         chosen = {"gpu_memory_utilization": utilization}
         reason = (
@@ -193,13 +185,15 @@ def run_preflight(
     elif fit["largest_fitting_max_model_len"] >= block_size:
         longest = fit["largest_fitting_max_model_len"]
         chosen = {"max_model_len": longest}
+        held_in = (
+            f"at gpu_memory_utilization {gpu_memory_utilization:g} (raising it to fit would "
+            f"exceed the cap {autotune_max_gpu_memory_utilization:g})"
+            if kv_cache_gib is None
+            else f"in the given {kv_cache_gib:g} GiB KV cache"
+        )
         reason = (
             f"max_model_len {settings['max_model_len']} -> {longest}: the largest that holds "
-            f"{target:g} requests at gpu_memory_utilization {gpu_memory_utilization:g} "
-            f"(raising it to fit would exceed the cap {autotune_max_gpu_memory_utilization:g})"
-            if kv_cache_gib is None
-            else f"max_model_len {settings['max_model_len']} -> {longest}: the largest that "
-            f"holds {target:g} requests in the given {kv_cache_gib:g} GiB KV cache"
+            f"{target:g} requests {held_in}"
         )
     else:
         result["message"] += "; autotune found no setting that fits"

@@ -255,9 +255,6 @@ def main() -> None:
     cap = p["autotune_max_gpu_memory_utilization"]
     if not 0 < cap <= 1:
         module.fail_json(msg=f"autotune_max_gpu_memory_utilization must be in (0, 1], got {cap:g}")
-    kv_cache_gib = p["kv_cache_gib"]
-    if kv_cache_gib is not None and not 0 < kv_cache_gib < float("inf"):
-        module.fail_json(msg=f"kv_cache_gib must be a size in GiB above 0, got {kv_cache_gib:g}")
     try:
         model = read_model_dir(p["model_path"])
         if p["gpu_memory_gib"] is not None:
@@ -278,7 +275,7 @@ def main() -> None:
             kv_cache_dtype=p["kv_cache_dtype"],
             max_num_batched_tokens=p["max_num_batched_tokens"],
             swap_space_gib=p["swap_space_gib"],
-            kv_cache_gib=kv_cache_gib,
+            kv_cache_gib=p["kv_cache_gib"],
             min_concurrency=p["min_concurrency"],
             autotune=p["autotune"],
             autotune_max_gpu_memory_utilization=cap,

@@ -479,6 +479,9 @@ def test_weights_bytes_from_files_keeps_only_indexed_shards():
         ({"max_model_len": -1}, "max_model_len must be a positive integer"),
         ({"gpu_memory_gib": 0}, "gpu_memory_gib must be a positive number"),
         ({"swap_space_gib": -4}, "swap_space_gib must be a number >= 0"),
+        ({"gpu_memory_gib": math.inf}, "gpu_memory_gib must be a positive number, got inf"),
+        ({"kv_cache_gib": math.nan}, "kv_cache_gib must be a number >= 0, got nan"),
+        ({"swap_space_gib": math.inf}, "swap_space_gib must be a number >= 0, got inf"),
         ({"weights_bytes": "61GB"}, "weights_bytes must be a positive integer"),
     ],
 )

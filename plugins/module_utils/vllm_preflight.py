@@ -18,8 +18,10 @@ from typing import Any
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import (
     GIB,
+    MAX_LEN_KEYS,
     plan_memory,
     suggest_fit,
+    text_config,
     weights_bytes_from_files,
     weights_bytes_from_index,
 )
@@ -106,6 +108,146 @@ def usable_gpu_memory_gib(
         raise PreflightError("nvidia-smi did not report memory.total for every GPU")
     smallest_gib = min(totals) / 1024
     return round(smallest_gib - reserved_gib, 2)
+
+
+# What the GPU's compute capability allows, as vLLM checks it at startup (after the image is
+# pulled and the weights loaded, minutes in):
+# - bf16: vLLM's worker `_check_if_gpu_supports_dtype` raises "Bfloat16 is only supported on GPUs
+#   with compute capability of at least 8.0. Your ... GPU has compute capability 7.5. You can use
+#   float16 instead by explicitly setting the`dtype` flag in CLI, for example: --dtype=half."
+#   (vllm/worker/worker.py, 0.8.x). With dtype auto a bf16 checkpoint (Qwen3's torch_dtype) takes
+#   that path on 0.8.5; later versions fall back to float16 with a warning, so auto is refused
+#   too: the dtype the operator means should be written down.
+# - fp8 KV cache and fp8 checkpoints: SM 8.0 or newer (vLLM's FP8 W8A8 docs: W8A8 on Ada and
+#   Hopper, Ampere weight-only through Marlin kernels; facts/vllm.md, "Versions").
+BF16_MIN_CAPABILITY = (8, 0)
+FP8_KV_MIN_CAPABILITY = (8, 0)
+FP8_WEIGHTS_MIN_CAPABILITY = (8, 0)
+FP8_W8A8_CAPABILITY = (8, 9)
+BF16_NAMES = ("bfloat16",)
+FP8_KV_DTYPES = ("fp8", "fp8_e4m3", "fp8_e5m2")
+# Rope types whose factor does not stretch the derived length (vLLM's _get_and_verify_max_len).
+ROPE_TYPES_WITHOUT_STRETCH = ("su", "longrope", "llama3")
+
+
+def _capability(text: Any) -> tuple[int, int] | None:
+    try:
+        major, minor = str(text).strip().split(".", 1)
+        return int(major), int(minor)
+    except (TypeError, ValueError):
+        return None
+
+
+def _weakest_gpu(
+    gpus: Sequence[Mapping[str, Any]], count: int
+) -> tuple[Mapping[str, Any], tuple[int, int]] | None:
+    """The GPU with the lowest compute capability among the first ``count`` (None if unknown)."""
+    known = [
+        (gpu, cap)
+        for gpu in list(gpus)[: max(count, 1)]
+        if (cap := _capability(gpu.get("compute_capability"))) is not None
+    ]
+    return min(known, key=lambda item: item[1]) if known else None
+
+
+def derived_max_model_len(
+    model_config: Mapping[str, Any], rope_scaling: Mapping[str, Any] | None = None
+) -> int | None:
+    """The longest max_model_len vLLM accepts for this config, as its _get_and_verify_max_len.
+
+    The smallest of the config's length keys, stretched by rope scaling (the config's, or the one
+    given on the command line, which replaces it): a yarn factor multiplies
+    original_max_position_embeddings, other types the derived length; su, longrope and llama3
+    do not stretch it. None when the config names no length.
+    """
+    cfg = text_config(model_config)
+    lengths = [
+        cfg[key]
+        for key in MAX_LEN_KEYS
+        if isinstance(cfg.get(key), (int, float)) and not isinstance(cfg.get(key), bool)
+    ]
+    if not lengths:
+        return None
+    derived = float(min(lengths))
+    scaling = rope_scaling if rope_scaling else cfg.get("rope_scaling")
+    if isinstance(scaling, Mapping):
+        rope_type = scaling.get("rope_type") or scaling.get("type")
+        if rope_type not in ROPE_TYPES_WITHOUT_STRETCH:
+            factor = scaling.get("factor")
+            factor = float(factor) if isinstance(factor, (int, float)) else 1.0
+            original = scaling.get("original_max_position_embeddings")
+            if rope_type == "yarn" and isinstance(original, (int, float)):
+                derived = float(original)
+            derived *= factor
+    return int(derived)
+
+
+def compatibility_problems(
+    model_config: Mapping[str, Any],
+    gpus: Sequence[Mapping[str, Any]] | None,
+    *,
+    tensor_parallel_size: int,
+    dtype: str,
+    kv_cache_dtype: str = "auto",
+    max_model_len: int | None = None,
+    rope_scaling: Mapping[str, Any] | None = None,
+    allow_long_max_model_len: bool = False,
+    prefix: str = "",
+) -> tuple[list[str], list[str]]:
+    """What vLLM would refuse at startup that the config and nvidia-smi already show.
+
+    Returns (problems, notes). Each problem names the setting (``prefix`` + its name, so a role
+    can show its own variable names), the value, why, and the way out. Notes say what could not
+    be checked (a GPU list without compute capabilities).
+    """
+    cfg = text_config(model_config)
+    problems: list[str] = []
+    notes: list[str] = []
+
+    if max_model_len is not None and not allow_long_max_model_len:
+        limit = derived_max_model_len(cfg, rope_scaling)
+        if limit is not None and max_model_len > limit:
+            problems.append(
+                f"{prefix}max_model_len {max_model_len} is above the model's {limit} tokens "
+                f"({'rope-scaled ' if rope_scaling or cfg.get('rope_scaling') else ''}"
+                "config.json): vLLM refuses it at startup; lower it, or set "
+                f"{prefix}rope_scaling (for example yarn with a factor) to stretch the context"
+            )
+
+    weakest = _weakest_gpu(gpus or [], tensor_parallel_size)
+    if weakest is None:
+        if gpus:
+            notes.append("nvidia-smi gave no compute capability: dtype and fp8 support not checked")
+        return problems, notes
+    gpu, cap = weakest
+    card = f"GPU {gpu.get('index', '?')} ({gpu.get('name') or 'unnamed'}) is SM {cap[0]}.{cap[1]}"
+
+    config_dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "").removeprefix("torch.")
+    serving = config_dtype if dtype == "auto" else dtype
+    if serving in BF16_NAMES and cap < BF16_MIN_CAPABILITY:
+        given = f"auto (the checkpoint's {config_dtype})" if dtype == "auto" else dtype
+        problems.append(
+            f"{prefix}dtype {given} needs bf16, SM 8.0 or newer; {card}: set {prefix}dtype to half"
+        )
+    if kv_cache_dtype in FP8_KV_DTYPES and cap < FP8_KV_MIN_CAPABILITY:
+        problems.append(
+            f"{prefix}kv_cache_dtype {kv_cache_dtype} needs SM 8.0 or newer; {card}: set "
+            f"{prefix}kv_cache_dtype to auto"
+        )
+    quant = cfg.get("quantization_config") or model_config.get("quantization_config")
+    method = quant.get("quant_method") if isinstance(quant, Mapping) else None
+    if method == "fp8":
+        if cap < FP8_WEIGHTS_MIN_CAPABILITY:
+            problems.append(
+                f"the checkpoint is fp8-quantized, which vLLM runs on SM 8.0 or newer; {card}: "
+                "serve an fp16/bf16 or a GPTQ/AWQ checkpoint of the model instead"
+            )
+        elif cap < FP8_W8A8_CAPABILITY:
+            notes.append(
+                f"fp8 checkpoint on SM {cap[0]}.{cap[1]}: vLLM runs it weight-only (Marlin), "
+                "fp8 compute needs SM 8.9"
+            )
+    return problems, notes
 
 
 def run_preflight(
@@ -217,6 +359,8 @@ __all__ = [
     "DEFAULT_RESERVED_GIB",
     "GIB",
     "PreflightError",
+    "compatibility_problems",
+    "derived_max_model_len",
     "read_model_dir",
     "run_preflight",
     "usable_gpu_memory_gib",

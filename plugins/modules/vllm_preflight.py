@@ -105,6 +105,35 @@ options:
     description: Fail when the configuration does not fit. With C(false) the result says so.
     type: bool
     default: true
+  rope_scaling:
+    description:
+      - The RoPE scaling the server is started with (C(--rope-scaling), or C(rope_scaling) in
+        C(--hf-overrides)); it replaces the config's and stretches the longest O(max_model_len)
+        vLLM accepts.
+    type: dict
+  allow_long_max_model_len:
+    description:
+      - The server runs with C(VLLM_ALLOW_LONG_MAX_MODEL_LEN=1), so vLLM accepts an
+        O(max_model_len) above the model's own; the preflight then does not refuse one.
+    type: bool
+    default: false
+  check_compatibility:
+    description:
+      - Refuse what vLLM would refuse at startup on these GPUs, before anything is pulled, namely bf16
+        (O(dtype) C(bfloat16), or C(auto) on a bf16 checkpoint) below compute capability 8.0, an
+        fp8 O(kv_cache_dtype) or an fp8 checkpoint below 8.0, and a max_model_len (O(max_model_len)) above the
+        model's limit (after O(rope_scaling)).
+      - Turn off only for an engine that does not run on the listed GPUs, such as vLLM's CPU build.
+      - The capability comes from O(gpus) (C(compute_capability), nvidia-smi's C(compute_cap)); the
+        dtype checks are skipped, with a note in RV(compatibility_notes), when it is missing.
+    type: bool
+    default: true
+  variable_prefix:
+    description:
+      - Prefix of the option names in messages, so that a role's user reads the variable to change
+        (the role vllm_server passes C(vllm_server_)).
+    type: str
+    default: ""
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -209,12 +238,18 @@ gpu_memory_gib:
   description: The per-card memory the plan used.
   returned: always
   type: float
+compatibility_notes:
+  description: What the compatibility check could not check or only warns about.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_preflight import (
     PreflightError,
+    compatibility_problems,
     read_model_dir,
     run_preflight,
     usable_gpu_memory_gib,
@@ -245,6 +280,10 @@ def main() -> None:
             "autotune": {"type": "bool", "default": False},
             "autotune_max_gpu_memory_utilization": {"type": "float", "default": 0.95},
             "fail_on_misfit": {"type": "bool", "default": True},
+            "rope_scaling": {"type": "dict"},
+            "allow_long_max_model_len": {"type": "bool", "default": False},
+            "check_compatibility": {"type": "bool", "default": True},
+            "variable_prefix": {"type": "str", "default": ""},
         },
         required_one_of=[("gpus", "gpu_memory_gib")],
         supports_check_mode=True,
@@ -257,6 +296,23 @@ def main() -> None:
         module.fail_json(msg=f"autotune_max_gpu_memory_utilization must be in (0, 1], got {cap:g}")
     try:
         model = read_model_dir(p["model_path"])
+        problems, notes = [], []
+        if p["check_compatibility"]:
+            problems, notes = compatibility_problems(
+                model["config"],
+                p["gpus"],
+                tensor_parallel_size=p["tensor_parallel_size"],
+                dtype=p["dtype"],
+                kv_cache_dtype=p["kv_cache_dtype"],
+                max_model_len=p["max_model_len"],
+                rope_scaling=p["rope_scaling"],
+                allow_long_max_model_len=p["allow_long_max_model_len"],
+                prefix=p["variable_prefix"],
+            )
+        if problems:
+            module.fail_json(
+                msg="vLLM preflight: " + "; ".join(problems), compatibility_notes=notes
+            )
         if p["gpu_memory_gib"] is not None:
             gpu_memory_gib = p["gpu_memory_gib"]
         else:
@@ -286,6 +342,7 @@ def main() -> None:
     result.update(
         changed=False,
         gpu_memory_gib=gpu_memory_gib,
+        compatibility_notes=notes,
         model={"weights_bytes": model["weights_bytes"], "weights_source": model["weights_source"]},
     )
     if not result["fits"] and p["fail_on_misfit"]:

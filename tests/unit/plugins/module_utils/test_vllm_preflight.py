@@ -9,15 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi import parse_query_csv
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container import compare_plan
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_preflight import (
     PreflightError,
+    compatibility_problems,
+    derived_max_model_len,
     read_model_dir,
     run_preflight,
     usable_gpu_memory_gib,
 )
 
 CONFIGS = Path(__file__).resolve().parents[3] / "fixtures" / "model_configs"
+NVIDIA_SMI = CONFIGS.parent / "nvidia_smi"
 QWEN = json.loads((CONFIGS / "qwen3-30b-a3b.json").read_text())
 QWEN_WEIGHTS = 61_064_245_248  # metadata.total_size of Qwen/Qwen3-30B-A3B's index
 SEED_GPUS = [{"index": i, "memory_total_mib": 22528} for i in range(4)]
@@ -228,3 +232,106 @@ def test_autotune_with_a_given_kv_cache_only_shortens_the_context():
     assert result["settings"]["gpu_memory_utilization"] == 0.93
     assert "in the given 1 GiB KV cache" in result["autotuned"]["reason"]
     assert result["plan"]["kv_cache_tokens"] == 1_048_576
+
+
+# --- what vLLM refuses at startup, refused before the pull -------------------------------------
+# GPUs parsed from a real nvidia-smi capture (triton-inference-server/server#8070): a TITAN V
+# (SM 7.0) beside an RTX 5880 Ada (SM 8.9).
+MIXED_GPUS = parse_query_csv(
+    (NVIDIA_SMI / "query_compute_cap-compute_mode-driver_version-name-index.csv").read_text(),
+    ["compute_cap", "compute_mode", "driver_version", "name", "index"],
+)
+SEED_TURING = [
+    {"index": i, "name": "NVIDIA GeForce RTX 2080 Ti", "compute_capability": "7.5"}
+    for i in range(4)
+]
+AMPERE = [
+    {"index": i, "name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"} for i in range(4)
+]
+
+
+def problems_of(gpus, config=QWEN, **overrides):
+    args = {"tensor_parallel_size": 4, "dtype": "half", "max_model_len": 32768, **overrides}
+    return compatibility_problems(config, gpus, **args)
+
+
+def test_the_capture_gives_each_gpu_its_capability():
+    assert [gpu["compute_capability"] for gpu in MIXED_GPUS] == ["7.0", "8.9"]
+
+
+def test_the_seed_on_its_turing_cards_passes():
+    assert problems_of(SEED_TURING) == ([], [])
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "auto"])
+def test_bf16_on_turing_is_refused_with_half_as_the_way_out(dtype):
+    problems, _ = problems_of(SEED_TURING, dtype=dtype, prefix="vllm_server_")
+    assert len(problems) == 1
+    assert problems[0].startswith(f"vllm_server_dtype {dtype}")
+    assert "SM 8.0 or newer" in problems[0]
+    assert "GPU 0 (NVIDIA GeForce RTX 2080 Ti) is SM 7.5" in problems[0]
+    assert problems[0].endswith("set vllm_server_dtype to half")
+
+
+def test_bf16_on_ampere_passes():
+    assert problems_of(AMPERE, dtype="bfloat16") == ([], [])
+
+
+def test_the_weakest_card_the_deployment_uses_decides():
+    # TP 1 uses GPU 0 only, the TITAN V; TP 2 uses both, and the TITAN V is still the weakest.
+    for tp in (1, 2):
+        problems, _ = problems_of(MIXED_GPUS, dtype="bfloat16", tensor_parallel_size=tp)
+        assert "GPU 0 (NVIDIA TITAN V) is SM 7.0" in problems[0]
+    reordered = list(reversed(MIXED_GPUS))
+    assert problems_of(reordered, dtype="bfloat16", tensor_parallel_size=1) == ([], [])
+
+
+def test_fp8_kv_cache_below_ampere_is_refused():
+    problems, _ = problems_of(SEED_TURING, kv_cache_dtype="fp8_e5m2")
+    assert problems == [
+        "kv_cache_dtype fp8_e5m2 needs SM 8.0 or newer; GPU 0 (NVIDIA GeForce RTX 2080 Ti) is "
+        "SM 7.5: set kv_cache_dtype to auto"
+    ]
+    assert problems_of(AMPERE, kv_cache_dtype="fp8")[0] == []
+
+
+def test_an_fp8_checkpoint_is_refused_on_turing_and_noted_on_ampere():
+    fp8 = dict(QWEN, quantization_config={"quant_method": "fp8", "fmt": "e4m3"})
+    problems, _ = problems_of(SEED_TURING, config=fp8)
+    assert "fp8-quantized" in problems[0]
+    problems, notes = problems_of(AMPERE, config=fp8)
+    assert problems == []
+    assert "weight-only (Marlin)" in notes[0]
+
+
+def test_without_compute_capability_the_dtype_is_not_checked_and_says_so():
+    problems, notes = problems_of(SEED_GPUS, dtype="bfloat16")
+    assert problems == []
+    assert notes == ["nvidia-smi gave no compute capability: dtype and fp8 support not checked"]
+
+
+def test_max_model_len_above_the_models_limit_is_refused():
+    # Qwen3-30B-A3B's config: max_position_embeddings 40960, no rope_scaling.
+    problems, _ = problems_of(SEED_TURING, max_model_len=131072, prefix="vllm_server_")
+    assert problems == [
+        "vllm_server_max_model_len 131072 is above the model's 40960 tokens (config.json): vLLM "
+        "refuses it at startup; lower it, or set vllm_server_rope_scaling (for example yarn with "
+        "a factor) to stretch the context"
+    ]
+
+
+def test_the_seeds_yarn_scaling_stretches_the_limit():
+    # The seed's long-context variant: yarn factor 4 on 32768 original positions = 131072.
+    yarn = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+    assert derived_max_model_len(QWEN, yarn) == 131072
+    assert problems_of(SEED_TURING, max_model_len=131072, rope_scaling=yarn) == ([], [])
+    assert problems_of(SEED_TURING, max_model_len=131073, rope_scaling=yarn)[0]
+
+
+def test_llama3_rope_does_not_stretch_and_the_env_override_allows_longer():
+    llama = json.loads((CONFIGS / "meta-llama-3.1-8b.json").read_text())
+    limit = derived_max_model_len(llama)
+    assert limit == llama["max_position_embeddings"]
+    args = {"tensor_parallel_size": 1, "dtype": "bfloat16", "max_model_len": limit + 1}
+    assert compatibility_problems(llama, AMPERE, **args)[0]
+    assert compatibility_problems(llama, AMPERE, allow_long_max_model_len=True, **args) == ([], [])

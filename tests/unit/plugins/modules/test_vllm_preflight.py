@@ -134,3 +134,34 @@ def test_unsynced_model_is_named(capsys, tmp_path):
     )
     assert failed
     assert "sync the model first" in result["msg"]
+
+
+TURING_GPUS = [
+    dict(gpu, name="NVIDIA GeForce RTX 2080 Ti", compute_capability="7.5") for gpu in SEED_GPUS
+]
+
+
+def test_bf16_on_the_seeds_cards_fails_naming_the_role_variable(capsys, seed_model):
+    flags = dict(SEED_FLAGS, dtype="bfloat16")
+    failed, result = run_module(
+        capsys,
+        model_path=str(seed_model),
+        gpus=TURING_GPUS,
+        variable_prefix="vllm_server_",
+        **flags,
+    )
+    assert failed
+    assert result["msg"] == (
+        "vLLM preflight: vllm_server_dtype bfloat16 needs bf16, SM 8.0 or newer; GPU 0 "
+        "(NVIDIA GeForce RTX 2080 Ti) is SM 7.5: set vllm_server_dtype to half"
+    )
+    assert "plan" not in result
+
+
+def test_an_engine_off_the_gpus_can_skip_the_compatibility_check(capsys, seed_model):
+    flags = dict(SEED_FLAGS, dtype="bfloat16")
+    failed, result = run_module(
+        capsys, model_path=str(seed_model), gpus=TURING_GPUS, check_compatibility=False, **flags
+    )
+    assert not failed, result["msg"]
+    assert result["compatibility_notes"] == []

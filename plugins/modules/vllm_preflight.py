@@ -119,10 +119,10 @@ options:
     default: false
   check_compatibility:
     description:
-      - Refuse what vLLM would refuse at startup on these GPUs, before anything is pulled, namely bf16
-        (O(dtype) C(bfloat16), or C(auto) on a bf16 checkpoint) below compute capability 8.0, an
-        fp8 O(kv_cache_dtype) or an fp8 checkpoint below 8.0, and a max_model_len (O(max_model_len)) above the
-        model's limit (after O(rope_scaling)).
+      - Refuse what vLLM would refuse at startup on these GPUs, before anything is pulled,
+        namely bf16 (O(dtype) C(bfloat16), or C(auto) on a bf16 checkpoint) below compute
+        capability 8.0, an fp8 O(kv_cache_dtype) or an fp8 checkpoint below 8.0, and a
+        context (O(max_model_len)) above the model's limit (after O(rope_scaling)).
       - Turn off only for an engine that does not run on the listed GPUs, such as vLLM's CPU build.
       - The capability comes from O(gpus) (C(compute_capability), nvidia-smi's C(compute_cap)); the
         dtype checks are skipped, with a note in RV(compatibility_notes), when it is missing.

@@ -25,11 +25,20 @@ ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 
 def load_specs(roles: list[str]) -> dict[str, dict]:
+    """Each role's options over all its entry points (main, verify, benchmark): site.yml's
+    first play also guards the variables that playbooks/benchmark.yml and the verify plays
+    read. The main entry point wins where two describe the same variable."""
     specs = {}
     for role in roles:
         path = ROLES_DIR / role / "meta" / "argument_specs.yml"
         with path.open(encoding="utf-8") as handle:
-            specs[role] = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+            entry_points = yaml.safe_load(handle)["argument_specs"]
+        options: dict = {}
+        for name, entry_point in entry_points.items():
+            if name != "main":
+                options.update(entry_point.get("options") or {})
+        options.update(entry_points["main"].get("options") or {})
+        specs[role] = options
     return specs
 
 

@@ -212,7 +212,7 @@ def convert(spec: Mapping[str, Any], value: Any) -> Any:
                     items.append(convert({"type": spec["elements"]}, item))
                 except Problem:
                     raise Problem(
-                        f"a list of {_type_words({'type': spec['elements']})}s",
+                        "a list of " + _PLURAL.get(spec["elements"], "values"),
                         f"item {index} is {show(item)}",
                     ) from None
         converted = items
@@ -259,6 +259,17 @@ def _convert_suboptions(options: Mapping[str, Any], value: Any, where: str) -> d
     return result
 
 
+_PLURAL = {
+    "int": "integers",
+    "float": "numbers",
+    "bool": "booleans",
+    "str": "strings",
+    "path": "paths",
+    "list": "lists",
+    "dict": "mappings",
+}
+
+
 def _type_words(spec: Mapping[str, Any]) -> str:
     return {
         "int": "an integer",
@@ -275,7 +286,9 @@ def _type_words(spec: Mapping[str, Any]) -> str:
 
 _FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
 _SHA256 = re.compile(r"^[0-9A-Fa-f]{64}$")
-_DRIVER_VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
+# Every Linux driver of the branches CUDA 12 supports is major.minor.patch (550.144.03).
+_DRIVER_VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -367,6 +380,9 @@ def check_inputs(
     for name, value in provided.items():
         spec = options.get(name)
         if spec is None:
+            continue
+        if value is None and spec.get("default") is None:
+            # An option without a default (a benchmark threshold): null leaves it unset.
             continue
         secret = bool(spec.get("no_log"))
         try:
@@ -522,6 +538,18 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
     url("docker_engine_repo_base_url")
     url("docker_engine_repo_key_url", empty_ok=True)
     fingerprint("docker_engine_repo_key_fingerprint")
+    # The role's own assert (tasks/main.yml) takes these forms.
+    matches(
+        "docker_engine_containerd_version",
+        re.compile(r"^[0-9][A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+$"),
+        "a version with its packaging revision such as '1.7.25-1'",
+        empty_ok=True,
+    )
+    for name, example in (
+        ("docker_engine_compose_plugin_version", "2.32.4"),
+        ("docker_engine_buildx_plugin_version", "0.20.0"),
+    ):
+        matches(name, re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$"), f"a version such as '{example}'")
     packages("docker_engine_packages")
     packages("docker_engine_distro_packages")
     packages("docker_engine_conflicting_packages")
@@ -573,7 +601,7 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
     matches(
         "nvidia_container_toolkit_expected_driver_version",
         _DRIVER_VERSION,
-        "a driver version such as '550.144.03'",
+        "a driver version x.y.z such as '550.144.03'",
         empty_ok=True,
     )
 
@@ -724,6 +752,45 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
             bad("vllm_server_rope_scaling", "a mapping with rope_type (and factor), or empty")
     if ok("vllm_server_extra_args"):
         _extra_args_rule(report, v["vllm_server_extra_args"])
+    if ok("vllm_server_env"):
+        _env_rule(report, v["vllm_server_env"])
+
+    # vllm_server's benchmark entry point (playbooks/benchmark.yml); unset thresholds are None.
+    if ok("vllm_server_benchmark_concurrency"):
+        levels = v["vllm_server_benchmark_concurrency"]
+        if not levels or min(levels) < 1:
+            bad("vllm_server_benchmark_concurrency", "a non-empty list of concurrency levels >= 1")
+    for name in (
+        "vllm_server_benchmark_num_prompts",
+        "vllm_server_benchmark_input_len",
+        "vllm_server_benchmark_output_len",
+    ):
+        at_least(name, 1, "an integer >= 1")
+    at_least("vllm_server_benchmark_timeout", 1, "a number of seconds >= 1")
+    for name, words in (
+        ("vllm_server_benchmark_min_output_throughput", "tokens/s >= 0 (or unset)"),
+        ("vllm_server_benchmark_max_p99_ttft_ms", "milliseconds >= 0 (or unset)"),
+        ("vllm_server_benchmark_max_failed_requests", "a number of requests >= 0 (or unset)"),
+    ):
+        if ok(name) and v[name] is not None and v[name] < 0:
+            bad(name, words)
+
+
+def _env_rule(report: Report, env: Mapping[str, Any]) -> None:
+    # The container gets each value as text (str() of it): a boolean would arrive as "True",
+    # which vLLM's integer switches (VLLM_USE_V1=int(...)) refuse, and a mapping or list has no
+    # text form a program reads.
+    for key, value in env.items():
+        where = f"vllm_server_env.{key}"
+        if not _ENV_NAME.match(str(key)):
+            report.error(where, key, "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            return
+        if isinstance(value, bool):
+            report.error(where, value, "a string or a number", "quote it, such as '1' or 'true'")
+            return
+        if not isinstance(value, (str, int, float)):
+            report.error(where, value, "a string or a number")
+            return
 
 
 def _extra_args_rule(report: Report, extra_args: list[str]) -> None:

@@ -12,7 +12,9 @@ version_added: 1.0.0
 description:
   - Checks the variables the play defines for the collection's roles on the controller, without
     connecting to the host, so that bad input stops a run before anything changes.
-  - Types and choices come from each role's C(meta/argument_specs.yml) and values are converted
+  - Types and choices come from each role's C(meta/argument_specs.yml), all its entry points
+    (so the C(vllm_server_benchmark_*) variables of C(playbooks/benchmark.yml) too; an option
+    without a default may be null, which leaves it unset), and values are converted
     as the argument spec converts them (C(-e vllm_server_port=8080) and INI inventories give
     strings). Ranges, formats and rules across variables are added (ports, shares, versions,
     paths, model sources, daemon.json options, the container toolkit's CVE-2025-23266 floor,

@@ -98,6 +98,11 @@ def test_values_as_users_type_them_are_accepted(provided):
         ({"vllm_server_restart_policy": False}, "quote it"),
         ({"cuda_toolkit_release": "12.5.0"}, "a release of cuda_toolkit_version 12.4"),
         ({"vllm_server_api_key": None}, "null"),
+        ({"nvidia_driver_version": "550.144"}, "a driver version x.y.z"),
+        ({"docker_engine_containerd_version": "lts"}, "docker_engine_containerd_version must"),
+        ({"vllm_server_env": {"HF_HOME": {"a": 1}}}, "vllm_server_env.HF_HOME must be a string"),
+        ({"vllm_server_env": {"VLLM_USE_V1": True}}, "quote it"),
+        ({"vllm_server_env": {"BAD NAME": "1"}}, "an environment variable name"),
     ],
 )
 def test_bad_values_are_named_with_what_is_accepted(provided, expected):
@@ -168,3 +173,48 @@ def test_daemon_options_with_tls_and_strings_pass():
         )
         == []
     )
+
+
+ALL_ENTRY_POINTS = {
+    role: {
+        name: option
+        for entry_point in yaml.safe_load(
+            (ROLES_DIR / role / "meta" / "argument_specs.yml").read_text()
+        )["argument_specs"].values()
+        for name, option in (entry_point.get("options") or {}).items()
+    }
+    for role in ROLES
+}
+
+
+@pytest.mark.parametrize(
+    ("provided", "expected"),
+    [
+        ({"vllm_server_benchmark_concurrency": [0, 4]}, "vllm_server_benchmark_concurrency"),
+        ({"vllm_server_benchmark_concurrency": []}, "a non-empty list"),
+        ({"vllm_server_benchmark_concurrency": "1,x"}, "a list of integers"),
+        ({"vllm_server_benchmark_num_prompts": 0}, "vllm_server_benchmark_num_prompts must"),
+        ({"vllm_server_benchmark_timeout": "-1"}, "vllm_server_benchmark_timeout must"),
+        ({"vllm_server_benchmark_max_p99_ttft_ms": -5}, "milliseconds >= 0"),
+        ({"vllm_server_benchmark_api": "grpc"}, "one of: completions, chat"),
+    ],
+)
+def test_benchmark_variables_are_checked(provided, expected):
+    found = check_inputs(ALL_ENTRY_POINTS, provided).errors
+    assert len(found) == 1, found
+    assert expected in found[0]
+
+
+@pytest.mark.parametrize(
+    "provided",
+    [
+        {"vllm_server_benchmark_concurrency": "1,4,16"},
+        {"vllm_server_benchmark_max_p99_ttft_ms": None},
+        {"vllm_server_benchmark_min_output_throughput": "400"},
+        {"nvidia_driver_kernel_headers_package": None},
+        {"docker_engine_containerd_version": "", "docker_engine_buildx_plugin_version": "0.20.0"},
+        {"vllm_server_env": {"VLLM_CPU_KVCACHE_SPACE": 1, "HF_HUB_OFFLINE": "1"}},
+    ],
+)
+def test_unset_thresholds_and_typed_values_pass(provided):
+    assert check_inputs(ALL_ENTRY_POINTS, provided).errors == []

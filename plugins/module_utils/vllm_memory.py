@@ -609,20 +609,27 @@ def _check_tensor_parallel_size(value: Any) -> None:
         raise ValueError(f"tensor_parallel_size must be an integer >= 1, got {value!r}")
 
 
+def _tensor_parallel_sizes(num_heads: int, kv_heads: int, largest: int = 16) -> list[int]:
+    """The sizes up to ``largest`` that split the heads as vLLM requires."""
+    return [
+        tp
+        for tp in range(1, largest + 1)
+        if num_heads % tp == 0 and (kv_heads % tp == 0 if kv_heads >= tp else tp % kv_heads == 0)
+    ]
+
+
 def _check_tensor_parallel_split(num_heads: int, kv_heads: int, tp: int) -> None:
     # The same checks vLLM makes before loading anything: heads are split across ranks.
     if num_heads % tp:
-        raise ValueError(
-            f"tensor_parallel_size {tp} does not divide the model's {num_heads} attention heads"
-        )
-    if kv_heads >= tp and kv_heads % tp:
-        raise ValueError(
-            f"tensor_parallel_size {tp} does not divide the model's {kv_heads} KV heads"
-        )
-    if kv_heads < tp and tp % kv_heads:
-        raise ValueError(
-            f"tensor_parallel_size {tp} is not a multiple of the model's {kv_heads} KV heads"
-        )
+        reason = f"does not divide the model's {num_heads} attention heads"
+    elif kv_heads >= tp and kv_heads % tp:
+        reason = f"does not divide the model's {kv_heads} KV heads"
+    elif kv_heads < tp and tp % kv_heads:
+        reason = f"is not a multiple of the model's {kv_heads} KV heads"
+    else:
+        return
+    sizes = ", ".join(str(size) for size in _tensor_parallel_sizes(num_heads, kv_heads))
+    raise ValueError(f"tensor_parallel_size {tp} {reason}: use one of {sizes}")
 
 
 def _check_block_size(value: Any) -> None:

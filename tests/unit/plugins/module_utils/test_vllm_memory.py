@@ -474,7 +474,12 @@ def test_weights_bytes_from_files_keeps_only_indexed_shards():
         ({"gpu_memory_utilization": 0}, r"gpu_memory_utilization must be a number in \(0, 1\]"),
         ({"gpu_memory_utilization": 1.5}, r"gpu_memory_utilization must be a number in \(0, 1\]"),
         ({"tensor_parallel_size": 0}, "tensor_parallel_size must be an integer >= 1"),
-        ({"tensor_parallel_size": 3}, "does not divide the model's 32 attention heads"),
+        (
+            {"tensor_parallel_size": 3},
+            # Qwen3-30B-A3B: 32 heads, 4 KV heads; 8 and 16 replicate the KV heads.
+            "tensor_parallel_size 3 does not divide the model's 32 attention heads: "
+            "use one of 1, 2, 4, 8, 16",
+        ),
         ({"tensor_parallel_size": 2.0}, "tensor_parallel_size must be an integer >= 1"),
         ({"max_model_len": -1}, "max_model_len must be a positive integer"),
         ({"gpu_memory_gib": 0}, "gpu_memory_gib must be a positive number"),
@@ -501,7 +506,9 @@ def test_kv_heads_that_tp_cannot_split():
     # TP 64 likewise; a made-up 6-KV-head config with TP 4 is refused as vLLM refuses it.
     assert kv_bytes_per_token(load("meta-llama-3.1-70b"), 32) == 2 * 80 * 1 * 128 * 2
     config = {**load("meta-llama-3.1-8b"), "num_key_value_heads": 6, "num_attention_heads": 24}
-    with pytest.raises(ValueError, match="does not divide the model's 6 KV heads"):
+    with pytest.raises(
+        ValueError, match=r"does not divide the model's 6 KV heads: use one of 1, 2, 3, 6, 12$"
+    ):
         kv_bytes_per_token(config, 4)
 
 

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import posixpath
 import shutil
 import stat
 import threading
@@ -52,6 +53,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_transfer 
     Progress,
     TransferError,
     hash_files,
+    refuse_links,
 )
 
 # Network sources are latency-bound: several files in flight; disks and hashing scale with
@@ -59,6 +61,24 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_transfer 
 NETWORK_WORKERS = 8
 # Copies of a file that keeps changing while it is read, before the sync gives up on it.
 SOURCE_CHANGED_ATTEMPTS = 3
+
+
+# Directories the system owns. A model base is model_sync's to own, fill and empty: never one of
+# these (the role gives a base it creates to the model user; state absent removes below it).
+SYSTEM_DIRS = frozenset(
+    {"/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var", "/var/lib"}
+    | {"/var/tmp", "/var/log", "/var/cache"}
+)
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run")
+SYSTEM_TREES += ("/sbin", "/sys", "/usr")
+
+
+def base_dir_problem(base_dir: str) -> str | None:
+    """Why ``base_dir`` cannot be a model base directory, or None."""
+    path = posixpath.normpath(base_dir)
+    if path in SYSTEM_DIRS or any(path == t or path.startswith(t + "/") for t in SYSTEM_TREES):
+        return "a directory of its own for the models, such as /home/llm/model, not a system one"
+    return None
 
 
 class SyncError(Exception):
@@ -139,6 +159,12 @@ def check_destination(root: str, base_dir: str, result: Mapping[str, Any]) -> No
     resolved first, so a link cannot lead the sync (and its chown) out of the base."""
     if base_dir:
         real_root, real_base = os.path.realpath(root), os.path.realpath(base_dir)
+        problem = base_dir_problem(real_base)
+        if problem:
+            resolved = (
+                f" (resolves to {real_base})" if real_base != os.path.normpath(base_dir) else ""
+            )
+            raise SyncError(f"base_dir {base_dir}{resolved} must be {problem}", result)
         if not _inside(real_root, real_base):
             resolved = f" (resolves to {real_root})" if real_root != os.path.normpath(root) else ""
             raise SyncError(
@@ -272,8 +298,10 @@ def _sync_model(
     model_dirs = _parent_dirs([e["path"] for e in desired]) if managed else set()
     attr_dirs = []
     for relative in sorted(model_dirs):
+        # A directory of the model that is a link fails here, in check mode too, naming it.
+        refuse_links(root, relative, include_last=True)
         try:
-            info = os.stat(dest.path(relative) if relative else root)
+            info = os.lstat(dest.path(relative) if relative else root)
         except OSError:
             continue
         if owner.differs(info) or stat.S_IMODE(info.st_mode) != DIR_MODE:
@@ -520,8 +548,13 @@ def remove_model(options: Mapping[str, Any], check_mode: bool) -> dict:
         for path, entry in sorted(recorded.items()):
             full = dest.path(path)
             try:
+                refuse_links(root, path, include_last=False)
                 info = os.lstat(full)
             except FileNotFoundError:
+                continue
+            except OSError:
+                # Below a link: not what model_sync wrote, whatever it points at.
+                result["kept"].append(path)
                 continue
             if (
                 stat.S_ISREG(info.st_mode)

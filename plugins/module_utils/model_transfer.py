@@ -18,6 +18,7 @@ Standard library only; no AnsibleModule.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -263,8 +264,42 @@ def copy_into(source: BinaryIO, writer: HashingWriter) -> int:
 # --- destination layout ------------------------------------------------------------------
 
 
+LINK_REFUSED = "a symbolic link inside dest; model_sync does not follow links there (remove it)"
+
+
+def refuse_links(root: str, relative: str, include_last: bool) -> None:
+    """Raise OSError (ELOOP) when a directory component of ``relative`` below ``root`` (and the
+    last one with ``include_last``) is a symbolic link.
+
+    model_sync runs as root in directories its unprivileged owner can write: a link planted
+    there would lead a chmod, chown, rename or unlink out of the model (``tokenizer`` ->
+    ``/etc``). The root itself was resolved and checked against the base directory already.
+    """
+    parts = [part for part in relative.split("/") if part] if relative else []
+    if not include_last:
+        parts = parts[:-1]
+    path = root
+    for part in parts:
+        path = os.path.join(path, part)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode):
+            raise OSError(errno.ELOOP, LINK_REFUSED, path)
+
+
+def _open_no_follow(path: str, directory: bool) -> int:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0)
+    return os.open(path, flags)
+
+
 class Destination:
-    """The model directory: stat of files, partials, journal, placement, manifest."""
+    """The model directory: stat of files, partials, journal, placement, manifest.
+
+    Symbolic links inside it are never followed: a file that is a link counts as missing (the
+    sync replaces the link itself), a directory that is a link fails the sync naming it.
+    """
 
     def __init__(self, root: str, owner: Ownership):
         self.root = root
@@ -281,8 +316,9 @@ class Destination:
         return os.path.join(self.root, *relative.split("/"))
 
     def stat(self, relative: str) -> os.stat_result | None:
+        refuse_links(self.root, relative, include_last=False)
         try:
-            info = os.stat(self.path(relative))
+            info = os.lstat(self.path(relative))
         except FileNotFoundError:
             return None
         except NotADirectoryError:
@@ -324,6 +360,7 @@ class Destination:
         with self._lock:
             if target in self._dirs_made:
                 return
+            refuse_links(self.root, relative_dir, include_last=True)
             missing = []
             probe = target
             while not os.path.isdir(probe):
@@ -394,15 +431,26 @@ class Destination:
             )
 
     def fix_attributes(self, relative: str) -> bool:
-        """Give a file in place its owner and mode; True when something changed."""
+        """Give a file in place its owner and mode; True when something changed. Through a
+        descriptor opened without following links: never the target of a link."""
+        refuse_links(self.root, relative, include_last=False)
         path = self.path(relative)
-        info = os.stat(path)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        fd = _open_no_follow(path, directory=False)
+        try:
+            return self._fix_fd(fd, FILE_MODE)
+        finally:
+            os.close(fd)
+
+    def _fix_fd(self, fd: int, mode: int) -> bool:
+        info = os.fstat(fd)
         changed = False
         if self.owner.differs(info):
-            self.owner.apply_path(path)
+            self.owner.apply_fd(fd)
             changed = True
-        if stat.S_IMODE(info.st_mode) != FILE_MODE:
-            os.chmod(path, FILE_MODE)
+        if stat.S_IMODE(info.st_mode) != mode:
+            os.fchmod(fd, mode)
             changed = True
         return changed
 
@@ -410,18 +458,18 @@ class Destination:
         changed = False
         for relative in sorted(set(relative_dirs)):
             path = self.path(relative) if relative else self.root
+            refuse_links(self.root, relative, include_last=True)
             if not os.path.isdir(path):
                 continue
-            info = os.stat(path)
-            if self.owner.differs(info):
-                self.owner.apply_path(path)
-                changed = True
-            if stat.S_IMODE(info.st_mode) != DIR_MODE:
-                os.chmod(path, DIR_MODE)
-                changed = True
+            fd = _open_no_follow(path, directory=True)
+            try:
+                changed = self._fix_fd(fd, DIR_MODE) or changed
+            finally:
+                os.close(fd)
         return changed
 
     def remove(self, relative: str) -> None:
+        refuse_links(self.root, relative, include_last=False)
         os.unlink(self.path(relative))
         # Drop directories the removal left empty, up to (not including) the root.
         parent = os.path.dirname(relative)

@@ -69,6 +69,11 @@ options:
         below it are given O(owner), O(group) and mode C(0755).
       - When empty, an existing O(dest) directory keeps its owner and mode (only directories the
         module creates get them), so that a dest such as C(/srv) is never re-owned.
+      - A system directory (C(/), C(/etc), C(/home), C(/srv), C(/var/lib), anything under
+        C(/usr), C(/etc), C(/boot) ...), or a link to one, is refused as O(base_dir).
+      - Inside O(dest) no symbolic link is followed - a directory that is a link fails the sync
+        naming it, a file that is a link is replaced by the real file - so a link planted by
+        the owner of the model directory cannot lead a chmod, chown, write or removal out.
     type: path
   source:
     description:

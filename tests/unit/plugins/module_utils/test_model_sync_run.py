@@ -552,6 +552,85 @@ def test_state_absent_removes_an_emptied_model_directory(source, tmp_path):
     assert not dest.exists()
 
 
+# --- links and system directories: nothing outside the model is touched --------------------
+
+
+def _victim(tmp_path):
+    """A directory outside the model with its own mode, as /etc would be."""
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    victim.chmod(0o700)
+    (victim / "vocab.txt").write_bytes(FILES["tokenizer/vocab.txt"])
+    (victim / "vocab.txt").chmod(0o600)
+    return victim
+
+
+def _attributes(path):
+    info = path.lstat()
+    return info.st_uid, info.st_gid, info.st_mode & 0o7777
+
+
+def test_a_directory_link_inside_dest_fails_and_its_target_keeps_owner_and_mode(source, tmp_path):
+    base = tmp_path / "base"
+    dest = base / "org" / "m"
+    nobody = Ownership(65534, 65534)
+    sync_model(options(source, dest, base_dir=str(base)), False, nobody)
+    victim = _victim(tmp_path)
+    before = {p: _attributes(p) for p in (victim, victim / "vocab.txt")}
+    shutil.rmtree(dest / "tokenizer")
+    (dest / "tokenizer").symlink_to(victim)
+    for check_mode in (True, False):
+        with pytest.raises(SyncError, match=r"m/tokenizer: a symbolic link inside dest"):
+            sync_model(options(source, dest, base_dir=str(base)), check_mode, nobody)
+    assert {p: _attributes(p) for p in before} == before
+    assert (victim / "vocab.txt").read_bytes() == FILES["tokenizer/vocab.txt"]
+
+
+def test_a_file_replaced_by_a_link_is_replaced_not_followed(source, tmp_path):
+    base = tmp_path / "base"
+    dest = base / "m"
+    nobody = Ownership(65534, 65534)
+    sync_model(options(source, dest, base_dir=str(base)), False, nobody)
+    victim = _victim(tmp_path)
+    outside = victim / "vocab.txt"
+    before = _attributes(outside)
+    (dest / "tokenizer" / "vocab.txt").unlink()
+    (dest / "tokenizer" / "vocab.txt").symlink_to(outside)
+    result = sync_model(options(source, dest, base_dir=str(base)), False, nobody)
+    assert result["transfer"] == ["tokenizer/vocab.txt"]
+    placed = dest / "tokenizer" / "vocab.txt"
+    assert not placed.is_symlink()
+    assert _attributes(placed) == (65534, 65534, 0o644)
+    assert _attributes(outside) == before
+
+
+def test_state_absent_keeps_files_below_a_link(source, tmp_path):
+    base = tmp_path / "base"
+    dest = base / "m"
+    run(source, dest, base_dir=str(base))
+    victim = _victim(tmp_path)
+    shutil.rmtree(dest / "tokenizer")
+    (dest / "tokenizer").symlink_to(victim)
+    result = model_sync_run.remove_model({"dest": str(dest), "base_dir": str(base)}, False)
+    assert result["kept"] == ["tokenizer/vocab.txt"]
+    assert (victim / "vocab.txt").read_bytes() == FILES["tokenizer/vocab.txt"]
+    assert not (dest / "config.json").exists()
+
+
+@pytest.mark.parametrize("base", ["/", "/etc", "/usr/share/models", "/home", "/var/lib"])
+def test_a_system_directory_is_never_a_model_base(source, base):
+    with pytest.raises(SyncError, match=f"base_dir {base} must be a directory of its own"):
+        run(source, os.path.join(base, "org", "m"), base_dir=base)
+    with pytest.raises(SyncError, match="must be a directory of its own"):
+        model_sync_run.remove_model({"dest": os.path.join(base, "m"), "base_dir": base}, False)
+
+
+def test_a_base_that_links_to_a_system_directory_is_refused(source, tmp_path):
+    (tmp_path / "base").symlink_to("/etc")
+    with pytest.raises(SyncError, match=r"base_dir .*base \(resolves to /etc\) must be"):
+        run(source, tmp_path / "base" / "m", base_dir=str(tmp_path / "base"))
+
+
 # --- nothing is read twice ----------------------------------------------------------------
 
 

@@ -12,6 +12,31 @@ import sys
 import urllib.request
 
 
+def print_benchmark(benchmark: dict | None) -> None:
+    """The benchmark figures the report keeps (playbooks/benchmark.yml), one line per level."""
+    if not benchmark:
+        return
+    settings = benchmark.get("settings") or {}
+    print(
+        f"Serving benchmark ({benchmark.get('tool')}, {settings.get('num_prompts')} prompts of "
+        f"{settings.get('input_len')} tokens, {settings.get('output_len')} out, measured "
+        f"{benchmark.get('measured_at')}):"
+    )
+    if "vllm-cpu" in str(benchmark.get("image")):
+        print("  CPU figures of a random-weight model on this machine, not a GPU host's speed")
+    print("  concurrency | completed | failed | output tok/s | TTFT p50/p99 ms | TPOT p50 ms")
+    for level in benchmark.get("levels") or []:
+        ttft, tpot = level.get("ttft_ms") or {}, level.get("tpot_ms") or {}
+        print(
+            f"  {level['concurrency']:>11} | {level['completed']:>9} | {level['failed']:>6} | "
+            f"{level.get('output_throughput')} | {ttft.get('p50')}/{ttft.get('p99')} | "
+            f"{tpot.get('p50')}"
+        )
+    verdict = benchmark.get("verdict") or {}
+    if verdict and not verdict.get("passed", True):
+        print(f"  regression: {'; '.join(verdict.get('violations') or [])}")
+
+
 def main() -> int:
     report_path, base_url, api_key = sys.argv[1:4]
     with open(report_path, encoding="utf-8") as handle:
@@ -52,6 +77,7 @@ def main() -> int:
         )
     else:
         print("  engine: the stand-in replaying the seed's startup log (DEMO_ENGINE=replay)")
+    print_benchmark(report.get("benchmark"))
     url = base_url + "/v1/chat/completions"
     body = {
         "model": "coder",

@@ -29,6 +29,9 @@ from typing import Any
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.docker_daemon_json import (
     daemon_config_problems,
 )
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.model_sync_run import (
+    base_dir_problem,
+)
 
 ROLES = (
     "nvidia_driver",
@@ -609,6 +612,10 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
     matches("model_sync_user", _USER, "a user name")
     matches("model_sync_group", _USER, "a group name")
     absolute("model_sync_base_dir")
+    if ok("model_sync_base_dir") and v["model_sync_base_dir"].startswith("/"):
+        problem = base_dir_problem(v["model_sync_base_dir"])
+        if problem:
+            bad("model_sync_base_dir", problem)
     absolute("model_sync_venv")
     port("model_sync_fanout_port")
     at_least("model_sync_download_throttle", 1, "a number of hosts >= 1")

@@ -146,6 +146,7 @@ YAML_CASES = [
     ("ms_port", {"model_sync_fanout_port": 70000}, "model_sync_fanout_port must be"),
     ("ms_throttle", {"model_sync_download_throttle": 0}, "model_sync_download_throttle must"),
     ("ms_base", {"model_sync_base_dir": "models"}, "model_sync_base_dir must be"),
+    ("ms_base_system", {"model_sync_base_dir": "/etc"}, "model_sync_base_dir must be a dir"),
     ("ms_verify", {"model_sync_verify": "maybe"}, "model_sync_verify must be one of"),
     ("ms_user", {"model_sync_user": "Root User"}, "model_sync_user must be"),
     ("ms_address", {"model_sync_fanout_address": "10.0.0.1:8730"}, "model_sync_fanout_address"),

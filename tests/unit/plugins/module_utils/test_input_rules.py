@@ -103,6 +103,9 @@ def test_values_as_users_type_them_are_accepted(provided):
         ({"vllm_server_env": {"HF_HOME": {"a": 1}}}, "vllm_server_env.HF_HOME must be a string"),
         ({"vllm_server_env": {"VLLM_USE_V1": True}}, "quote it"),
         ({"vllm_server_env": {"BAD NAME": "1"}}, "an environment variable name"),
+        ({"model_sync_base_dir": "/etc"}, "model_sync_base_dir must be a directory of its own"),
+        ({"model_sync_base_dir": "/"}, "not a system one"),
+        ({"model_sync_base_dir": "/usr/share/models"}, "not a system one"),
     ],
 )
 def test_bad_values_are_named_with_what_is_accepted(provided, expected):
@@ -214,6 +217,8 @@ def test_benchmark_variables_are_checked(provided, expected):
         {"nvidia_driver_kernel_headers_package": None},
         {"docker_engine_containerd_version": "", "docker_engine_buildx_plugin_version": "0.20.0"},
         {"vllm_server_env": {"VLLM_CPU_KVCACHE_SPACE": 1, "HF_HUB_OFFLINE": "1"}},
+        {"model_sync_base_dir": "/data/models"},
+        {"model_sync_base_dir": "/srv/models"},
     ],
 )
 def test_unset_thresholds_and_typed_values_pass(provided):

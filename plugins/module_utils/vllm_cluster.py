@@ -509,3 +509,125 @@ def rank_memory(report: Mapping[str, Any], lay: Mapping[str, Any], host: str | N
         "weights_gib": report.get("weights_gib"),
         "per_rank": list(report.get("ranks") or []),
     }
+
+
+def check_node_gpus(lay: Mapping[str, Any], visible: int | None) -> str | None:
+    """An error when this node's container would see fewer GPUs than its ranks need."""
+    if visible is None or visible >= lay["gpus_per_node"]:
+        return None
+    return (
+        f"the layout puts {lay['gpus_per_node']} ranks on every node (tensor_parallel_size "
+        f"{lay['tensor_parallel_size']} x cluster.pipeline_parallel_size "
+        f"{lay['pipeline_parallel_size']} over cluster.nnodes {lay['nnodes']}) and the container "
+        f"would see {visible} GPUs (gpus option and the host's GPU count)"
+    )
+
+
+def member_plan(
+    cluster: Mapping[str, Any],
+    version: Version | None,
+    tensor_parallel_size: int | None,
+    server_args: Sequence[str],
+    *,
+    image_entrypoint: Sequence[str] | None,
+    extra_args: Sequence[str] | None,
+    env: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Everything the module needs to run one member: layout, backend, entrypoint, command,
+    env (the member's variables under the operator's), settle and warnings."""
+    lay = layout(cluster, tensor_parallel_size)
+    backend, warnings = choose_backend(cluster.get("backend"), version)
+    refuse_owned_flags(extra_args or [])
+    if backend == "ray" and not cluster.get("host_ip"):
+        raise ClusterError(
+            "cluster.host_ip is required with the Ray backend: run_cluster.sh gives every node "
+            "its own VLLM_HOST_IP, the address the other nodes reach it on"
+        )
+    run = member_command(
+        lay, backend, server_args, image_entrypoint=image_entrypoint, host_ip=cluster.get("host_ip")
+    )
+    merged = cluster_env(cluster, backend)
+    merged.update({str(key): str(value) for key, value in (env or {}).items()})
+    settle = cluster.get("join_settle")
+    return {
+        "layout": lay,
+        "backend": backend,
+        "entrypoint": run["entrypoint"],
+        "command": run["command"],
+        "env": merged,
+        "settle": 5 if settle is None else max(0, int(settle)),
+        "warnings": warnings,
+    }
+
+
+def _flag_value(args: Sequence[str], *flags: str) -> str | None:
+    for index, token in enumerate(args):
+        name, sep, value = str(token).partition("=")
+        if name in flags:
+            if sep:
+                return value
+            if index + 1 < len(args):
+                return str(args[index + 1])
+    return None
+
+
+def member_from_container(
+    entrypoint: Sequence[str] | None, command: Sequence[str] | None
+) -> dict[str, Any] | None:
+    """The member an existing container was created as, read from its own command line (a
+    rollback restores the previous configuration, whose layout may differ from the new one).
+    None when it is no cluster member."""
+    words = [str(word) for word in (entrypoint or [])]
+    args = [str(word) for word in (command or [])]
+    if words[:3] == ["ray", "start", "--block"]:
+        address = _flag_value(words, "--address") or ""
+        host, _, port = address.rpartition(":")
+        return {
+            "backend": "ray",
+            "layout": {
+                "role": "follower",
+                "nnodes": None,
+                "node_rank": None,
+                "world_size": None,
+                "ranks": [],
+                "master_addr": host,
+                "master_port": None,
+                "ray_port": int(port) if port.isdigit() else DEFAULT_RAY_PORT,
+            },
+            "settle": 5,
+        }
+    backend = _flag_value(args, "--distributed-executor-backend")
+    nnodes = _flag_value(args, "--nnodes")
+    if backend == "ray" and any("ray start --head" in word for word in words):
+        nnodes = nnodes or "2"
+    elif nnodes is None or not nnodes.isdigit() or int(nnodes) < 2:
+        return None
+    tp = int(_flag_value(args, "--tensor-parallel-size", "-tp") or 1)
+    pp = int(_flag_value(args, "--pipeline-parallel-size", "-pp") or 1)
+    rank = int(_flag_value(args, "--node-rank") or 0)
+    cluster = {
+        "role": "follower" if "--headless" in args else "head",
+        "nnodes": int(nnodes),
+        "node_rank": rank,
+        "master_addr": _flag_value(args, "--master-addr") or "localhost",
+        "master_port": int(_flag_value(args, "--master-port") or DEFAULT_MASTER_PORT),
+        "pipeline_parallel_size": pp,
+    }
+    try:
+        lay = layout(cluster, tp)
+    except ClusterError:
+        return None
+    return {"backend": backend or "mp", "layout": lay, "settle": 5}
+
+
+def served_names_from_args(args: Sequence[str]) -> list[str]:
+    """The --served-model-name values of a server's arguments (empty when absent)."""
+    names: list[str] = []
+    tokens = [str(token) for token in args or []]
+    for index, token in enumerate(tokens):
+        if token == "--served-model-name":
+            for value in tokens[index + 1 :]:
+                if value.startswith("-"):
+                    break
+                names.append(value)
+    return names

@@ -17,6 +17,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster import (
+    validate_cluster,
+)
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags import (
     SECRET_MASK,
     mask_args,
@@ -203,7 +206,7 @@ def validate_options(params: Mapping[str, Any]) -> list[str]:
             f"name must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (Docker's container names), got {name!r}"
         )
     state = params.get("state", "started")
-    if state != "absent" and not params.get("image"):
+    if state not in ("absent", "committed", "rolled_back") and not params.get("image"):
         errors.append(f"image is required with state {state}")
 
     def number(key: str, *, low: float | None = None, high: float | None = None, low_open=False):
@@ -222,7 +225,9 @@ def validate_options(params: Mapping[str, Any]) -> list[str]:
     number("max_num_batched_tokens", low=1)
     number("swap_space", low=0)
     number("tokenizer_pool_size", low=0)
-    number("port", low=1, high=65535)
+    # A cluster follower serves no API: port 0 publishes nothing.
+    follower = (params.get("cluster") or {}).get("role") == "follower"
+    number("port", low=0 if follower else 1, high=65535)
     number("container_port", low=1, high=65535)
     number("ready_timeout", low=1)
     number("stop_timeout", low=0)
@@ -249,6 +254,13 @@ def validate_options(params: Mapping[str, Any]) -> list[str]:
             ipaddress.ip_address(bind)
         except ValueError:
             errors.append(f"bind_address must be an IP address, got {bind!r}")
+    network = params.get("network_mode")
+    if network and not _NAME_RE.match(str(network)):
+        errors.append(
+            "network_mode must be host, bridge, none or the name of a Docker network, "
+            f"got {network!r}"
+        )
+    errors.extend(validate_cluster(params.get("cluster"), params.get("tensor_parallel_size")))
     cpuset = params.get("cpuset_cpus")
     if cpuset and not _CPUSET_RE.match(str(cpuset)):
         errors.append(f"cpuset_cpus must be a CPU list such as 0-55 or 0,2,4-7, got {cpuset!r}")
@@ -312,11 +324,19 @@ def compile_cache_mounts(params: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def desired_spec(params: Mapping[str, Any], args: Sequence[str], image_id: str | None) -> dict:
+def desired_spec(
+    params: Mapping[str, Any],
+    args: Sequence[str],
+    image_id: str | None,
+    *,
+    entrypoint: Sequence[str] | None = None,
+    env: Mapping[str, Any] | None = None,
+) -> dict:
     """The container the options describe, in the normalized form actual_spec() produces.
 
-    ``None`` for runtime, ipc_mode and shm_size means "Docker's default" and is not compared
-    (the engine fills those in).
+    ``None`` for runtime, ipc_mode, shm_size, network_mode and entrypoint means "Docker's
+    default" (the image's entrypoint) and is not compared (the engine fills those in).
+    ``env`` replaces the ``env`` option (a cluster member adds its own variables to it).
     """
     labels = {str(k): str(v) for k, v in (params.get("labels") or {}).items()}
     labels[MANAGED_LABEL] = "1"
@@ -329,14 +349,18 @@ def desired_spec(params: Mapping[str, Any], args: Sequence[str], image_id: str |
     bind = params.get("bind_address") or "127.0.0.1"
     container_port = int(params.get("container_port") or 8000)
     ports = {}
-    if params.get("port"):
+    # Host networking publishes nothing: the server listens on the host's own ports.
+    if params.get("port") and params.get("network_mode") != "host":
         ports[f"{container_port}/tcp"] = [f"{bind}:{params['port']}"]
     shm = params.get("shm_size")
     return {
         "image": params.get("image"),
         "image_id": image_id,
+        "entrypoint": list(entrypoint) if entrypoint is not None else None,
         "command": list(args),
-        "env": {str(k): str(v) for k, v in (params.get("env") or {}).items()},
+        "env": {
+            str(k): str(v) for k, v in (env if env is not None else params.get("env") or {}).items()
+        },
         "labels": labels,
         "mounts": sorted(mounts),
         "ports": ports,
@@ -349,6 +373,7 @@ def desired_spec(params: Mapping[str, Any], args: Sequence[str], image_id: str |
         "ipc_mode": params.get("ipc_mode") or None,
         "shm_size": parse_size(shm) if shm else None,
         "restart_policy": params.get("restart_policy") or "no",
+        "network_mode": params.get("network_mode") or None,
     }
 
 
@@ -405,6 +430,7 @@ def actual_spec(container_attrs: Mapping[str, Any], image_attrs: Mapping[str, An
     return {
         "image": config.get("Image"),
         "image_id": container_attrs.get("Image"),
+        "entrypoint": list(config.get("Entrypoint") or []),
         "command": list(config.get("Cmd") or []),
         "env": _own_entries(_env_dict(config.get("Env")), _env_dict(image_config.get("Env"))),
         "labels": _own_entries(config.get("Labels") or {}, image_config.get("Labels") or {}),
@@ -417,6 +443,7 @@ def actual_spec(container_attrs: Mapping[str, Any], image_attrs: Mapping[str, An
         "ipc_mode": host.get("IpcMode"),
         "shm_size": host.get("ShmSize"),
         "restart_policy": restart,
+        "network_mode": host.get("NetworkMode"),
     }
 
 
@@ -435,9 +462,11 @@ COMPARED_FIELDS = (
     "ipc_mode",
     "shm_size",
     "restart_policy",
+    "network_mode",
+    "entrypoint",
 )
 # None in the desired spec means "whatever the engine fills in".
-ENGINE_DEFAULT_FIELDS = ("runtime", "ipc_mode", "shm_size")
+ENGINE_DEFAULT_FIELDS = ("runtime", "ipc_mode", "shm_size", "network_mode", "entrypoint")
 
 
 def _masked(field: str, value: Any) -> Any:

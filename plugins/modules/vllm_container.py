@@ -58,8 +58,15 @@ options:
       - V(present) creates the container when missing or different, without starting it.
       - V(stopped) does what V(present) does and stops the container.
       - V(absent) removes the container (and a leftover C(<name>-llmops-previous)).
+      - V(committed) removes the previous container that O(previous=keep) left parked, and
+        touches nothing else (the second step of a cluster's change, once every member is
+        verified).
+      - V(rolled_back) puts the parked previous container back - removes O(name), renames
+        C(<name>-llmops-previous) to O(name), starts it with O(restart_policy) and waits until
+        it serves (a follower - until it joined). Without a parked container it removes O(name),
+        so a failed first deploy leaves nothing running. Check mode reports what it would do.
     type: str
-    choices: [absent, present, stopped, started]
+    choices: [absent, present, stopped, started, committed, rolled_back]
     default: started
   image:
     description:
@@ -372,6 +379,105 @@ options:
       - Seconds the smoke request may take (the first request after a start can be slow).
     type: int
     default: 120
+  network_mode:
+    description:
+      - Docker network of the container (C(--network)) - V(host), V(bridge), V(none) or the
+        name of a Docker network. Empty uses the daemon's default.
+      - With V(host) nothing is published - the server listens on O(container_port) of the host
+        itself (on every address, vLLM's default C(--host)), and the module probes it there.
+        vLLM's multi-node engines want host networking between real hosts (the ranks connect
+        to each other on ports they pick at start).
+    type: str
+  recreate:
+    description:
+      - Recreate the container even when it matches the options (a cluster member whose peer
+        changed - the members of one engine start together).
+    type: bool
+    default: false
+  previous:
+    description:
+      - V(remove) - the default - removes the previous container once the new one is verified,
+        and restores it at once when the new one fails (O(rollback)).
+      - V(keep) leaves the previous container parked (stopped, named C(<name>-llmops-previous))
+        in both cases, for a later V(committed) or V(rolled_back) - a cluster's members are
+        committed or rolled back together, since a restored member alone cannot serve.
+    type: str
+    choices: [remove, keep]
+    default: remove
+  cluster:
+    description:
+      - Run this container as one member of an engine spread over several hosts (vLLM's own
+        multi-node engine - the collection schedules nothing itself). Every member gets the
+        same model, image and engine options; O(tensor_parallel_size) is the engine's whole
+        tensor parallel size.
+      - The engine follows the image's vLLM version - from 0.12 vLLM's native multi-node
+        (C(--nnodes), C(--node-rank), C(--master-addr), C(--master-port),
+        C(--distributed-executor-backend mp), C(--headless) on followers); before 0.12 the Ray
+        pattern of vLLM's C(examples/online_serving/run_cluster.sh) (a Ray head with the server
+        on the head, Ray workers on the followers, C(--distributed-executor-backend ray)).
+      - A head is ready when the API serves and its log shows the world size of the layout
+        (C(rank N in world size W is assigned as)); a follower serves no API and is ready when
+        its log proves that it joined that world and it is still running
+        O(cluster.join_settle) seconds later (a Ray worker - when C(ray start) reported
+        C(Ray runtime started.)).
+    type: dict
+    suboptions:
+      role:
+        description: V(head) (node 0, serves the API) or V(follower).
+        type: str
+        choices: [head, follower]
+        required: true
+      nnodes:
+        description: Number of hosts of the engine, 2 or more.
+        type: int
+        required: true
+      node_rank:
+        description: This host's rank, 0 for the head, 1 to O(cluster.nnodes) - 1 for followers.
+        type: int
+      master_addr:
+        description: The head's address, reachable from every member.
+        type: str
+        required: true
+      master_port:
+        description: The head's torch.distributed port (C(--master-port)).
+        type: int
+        default: 29500
+      pipeline_parallel_size:
+        description:
+          - C(--pipeline-parallel-size). The layout has O(tensor_parallel_size) x this many ranks,
+            split evenly over the nodes - such as TP 4 within each of two 4-GPU hosts and PP 2
+            across them, or TP 8 across both.
+        type: int
+        default: 1
+      backend:
+        description:
+          - V(auto) chooses by the image's vLLM version (V(mp) from 0.12, V(ray) before).
+          - V(ray) on images from 0.18 warns - the vllm/vllm-openai images no longer carry Ray.
+        type: str
+        choices: [auto, mp, ray]
+        default: auto
+      socket_ifname:
+        description:
+          - Network interface of the ranks' traffic - sets C(GLOO_SOCKET_IFNAME) and
+            C(NCCL_SOCKET_IFNAME), as vLLM's multi-node documentation advises (a wrong guess
+            hangs the join). Variables in O(env) win.
+        type: str
+      host_ip:
+        description:
+          - This host's address for the other members - sets C(VLLM_HOST_IP) (required for
+            V(ray), as run_cluster.sh requires a VLLM_HOST_IP per node; and
+            C(RAY_NODE_IP_ADDRESS)), and the Ray node's C(--node-ip-address).
+        type: str
+      ray_port:
+        description: The Ray head's port (C(ray start --head --port)).
+        type: int
+        default: 6379
+      join_settle:
+        description:
+          - Seconds a follower must keep running after its log proved the join before it counts
+            as ready.
+        type: int
+        default: 5
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -599,6 +705,19 @@ reason:
       engine answers) or C(timeout).
   returned: failure during the wait
   type: str
+cluster:
+  description:
+    - The cluster member (O(cluster)) - role, backend (C(mp) or C(ray)), layout (nnodes,
+      node_rank, tensor_parallel_size, pipeline_parallel_size, world_size, gpus_per_node,
+      ranks held here), join (whether this member's log proved the join, and the lines), and
+      memory (this member's report, labelled with its ranks - each rank holds its share of the
+      KV heads, so the head's KV tokens are the engine's).
+  returned: when O(cluster) is set and O(state=started)
+  type: dict
+previous_kept:
+  description: The parked previous container O(previous=keep) left (its id), or null.
+  returned: when O(previous=keep)
+  type: str
 rolled_back:
   description: Whether the previous container was restored after the new one failed.
   returned: always
@@ -615,6 +734,11 @@ kind:
       without a recognised cause, or a dead engine behind C(/health)), budget_violation,
       budget_unverifiable (O(unverifiable_floor=fail)), smoke_test_failed, ready_timeout,
       docker_error (Docker refused to create or start the container).
+    - For a cluster member also killed (exit 137 or 143 without an error line - docker kill,
+      docker stop), host_oom (Docker reports OOMKilled), cluster_peer_lost (a rank's
+      connection to a vanished member closed - Gloo's C(Connection closed by peer)),
+      cluster_world_size (the log shows another world size than the layout's),
+      cluster_join_timeout (a follower did not join within O(ready_timeout)).
   returned: failure
   type: str
   sample: kv_cache_too_small
@@ -648,6 +772,18 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi impo
     NvidiaSmiError,
     gather_gpu_info,
 )
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster import (
+    ClusterError,
+    check_node_gpus,
+    head_world_check,
+    layout,
+    member_failure,
+    member_from_container,
+    member_plan,
+    rank_memory,
+    served_names_from_args,
+    wait_until_joined,
+)
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container import (
     PREVIOUS_SUFFIX,
     actual_spec,
@@ -659,6 +795,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     display_spec,
     exposure_warning,
     image_env,
+    memory_summary,
     parse_gpus,
     parse_ulimits,
     probe_address,
@@ -682,6 +819,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags impo
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
     classify_message,
+    parse_memory_report,
     startup_section,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_readiness import (
@@ -763,6 +901,9 @@ class VllmContainer:
         self.name = self.p["name"]
         self.previous_name = self.name + PREVIOUS_SUFFIX
         self.version: tuple[int, ...] | None = None
+        # The cluster member this run plans (vllm_cluster.member_plan()), or None.
+        self.cluster: dict[str, Any] | None = None
+        self.served_override: list[str] | None = None
 
     # --- image and host facts ------------------------------------------------------------
 
@@ -881,7 +1022,15 @@ class VllmContainer:
         visible = visible_gpu_count(parse_gpus(p["gpus"]), host["gpu_count"])
         if not p["gpus"] and visible == 0:
             visible = None  # no GPU requested: a CPU build or a test image; nothing to check
-        errors.append(check_tensor_parallel_size(p["tensor_parallel_size"], visible))
+        if p["cluster"]:
+            try:
+                errors.append(
+                    check_node_gpus(layout(p["cluster"], p["tensor_parallel_size"]), visible)
+                )
+            except ClusterError as err:
+                errors.append(str(err))
+        else:
+            errors.append(check_tensor_parallel_size(p["tensor_parallel_size"], visible))
         errors = [error for error in errors if error]
         if errors:
             raise ModuleFailure("; ".join(errors), kind="bad_argument", errors=errors)
@@ -905,9 +1054,29 @@ class VllmContainer:
             "vllm_version_source": version_source,
             "entrypoint_style": style,
         }
-        self.result["args"] = mask_args(built["args"])
+        args, entrypoint, env = built["args"], None, p["env"]
+        if p["cluster"]:
+            try:
+                self.cluster = member_plan(
+                    p["cluster"],
+                    version,
+                    p["tensor_parallel_size"],
+                    built["args"],
+                    image_entrypoint=config.get("Entrypoint"),
+                    extra_args=p["extra_args"],
+                    env=p["env"],
+                )
+            except ClusterError as err:
+                raise ModuleFailure(str(err), kind="bad_argument") from err
+            self.warnings.extend(self.cluster["warnings"])
+            args, entrypoint, env = (self.cluster[key] for key in ("command", "entrypoint", "env"))
+            self.result["cluster"] = {
+                key: self.cluster[key] for key in ("layout", "backend", "entrypoint")
+            }
+        self.result["args"] = mask_args(args)
         self.result["dropped_flags"] = built["dropped"]
-        desired = desired_spec(p, built["args"], image.id if image is not None else None)
+        image_id = image.id if image is not None else None
+        desired = desired_spec(p, args, image_id, entrypoint=entrypoint, env=env)
         return {"desired": desired, "image": image, "image_env": env_of_image}
 
     def compare(self, container, plan: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -944,8 +1113,16 @@ class VllmContainer:
             volumes[host] = {"bind": container, "mode": "rw"}
         if volumes:
             kwargs["volumes"] = volumes
-        if p["port"]:
+        if desired["ports"]:
             kwargs["ports"] = {f"{p['container_port']}/tcp": (p["bind_address"], p["port"])}
+        if desired["entrypoint"] is not None:
+            kwargs["entrypoint"] = desired["entrypoint"]
+        network = desired["network_mode"]
+        if network in ("host", "bridge", "none") or str(network).startswith("container:"):
+            kwargs["network_mode"] = network
+        elif network:
+            # A user-defined network: its DNS resolves the members by container name.
+            kwargs["network"] = network
         if desired["runtime"]:
             kwargs["runtime"] = desired["runtime"]
         gpus = desired["gpus"]
@@ -986,7 +1163,7 @@ class VllmContainer:
         """GET ``path`` (POST ``body`` as JSON when given); (status or None, text)."""
         host = self.p["probe_host"] or probe_address(self.p["bind_address"])
         request = urllib.request.Request(
-            f"http://{host}:{self.p['port']}{path}",
+            f"http://{host}:{self._api_port()}{path}",
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json"} if body is not None else {},
         )
@@ -1002,7 +1179,13 @@ class VllmContainer:
 
     def _served_names(self) -> list[str]:
         """What /v1/models must list: the served names, else the model path as vLLM does."""
+        if self.served_override:
+            return self.served_override
         return self.p["served_model_name"] or [self.p["model"] or self.p["model_container_path"]]
+
+    def _api_port(self) -> int:
+        """Host networking publishes nothing: the server answers on its own port."""
+        return self.p["container_port"] if self.p["network_mode"] == "host" else self.p["port"]
 
     def wait_ready(self, container, *, started_now: bool, own_image: bool = True) -> dict[str, Any]:
         """Wait for readiness, then read and verify the memory report.
@@ -1037,9 +1220,24 @@ class VllmContainer:
             return {
                 "running": bool(current.get("Running")),
                 "exit_code": current.get("ExitCode"),
+                "oom_killed": current.get("OOMKilled"),
                 "restarted": restarted,
             }
 
+        member = self.cluster
+        if member is not None and member["layout"]["role"] == "follower":
+            joined = wait_until_joined(
+                read_logs=follower.drain,
+                container_state=state,
+                lay=member["layout"],
+                backend=member["backend"],
+                timeout=self.p["ready_timeout"],
+                log_lines=lines,
+                full_log=lambda: self._full_log(container, since),
+                settle=member["settle"],
+            )
+            follower.close()
+            return self._joined_outcome(joined, lines)
         served = self._served_names()
         health = health_semantics(self.version if own_image else None)
         wait = wait_until_ready(
@@ -1059,6 +1257,11 @@ class VllmContainer:
             "health_ok_seconds": wait["health_ok_seconds"],
             "fatal_seconds": wait["fatal_seconds"],
         }
+        if not wait["ready"] and member is not None and wait["kind"] in (None, "engine_failed"):
+            # A member's engine that failed without its own cause: a vanished peer, a kill.
+            wait["kind"], wait["proof"] = member_failure(
+                lines, {"running": wait["reason"] != "exited", "exit_code": wait["exit_code"]}
+            )
         if not wait["ready"]:
             kind = wait["kind"]
             if wait["reason"] == "timeout":
@@ -1099,7 +1302,50 @@ class VllmContainer:
         startup = "\n".join(startup_section(text.splitlines()))
         if health["proves_engine"] is False and not self.p["smoke_test"] and own_image:
             self.warnings.append(f"{health['note']}; without it the check is /health only")
-        return self.verify(startup, started_now=started_now)
+        if member is not None:
+            wrong = head_world_check(startup.splitlines(), member["layout"])
+            if wrong is not None:
+                return {
+                    "ok": False,
+                    "msg": f"{self.name} {wrong['msg']}",
+                    "details": {"kind": wrong["kind"], "proof": wrong["proof"]},
+                }
+        outcome = self.verify(startup, started_now=started_now)
+        if member is not None and "cluster" in self.result:
+            self.result["cluster"]["memory"] = rank_memory(
+                self.result.get("memory") or {}, member["layout"], None
+            )
+        return outcome
+
+    def _joined_outcome(self, joined: dict[str, Any], lines: list[str]) -> dict[str, Any]:
+        """A follower's wait as the outcome wait_ready() returns; its memory report per rank."""
+        self.result["timings"] = {
+            "seconds": joined["seconds"],
+            "joined_seconds": joined["joined_seconds"],
+        }
+        if "cluster" in self.result:
+            self.result["cluster"]["join"] = {"joined": joined["ready"], "proof": joined["proof"]}
+        if not joined["ready"]:
+            message = f"{self.name} (cluster follower) did not join: {joined['kind']}"
+            if joined["proof"]:
+                message += f": {joined['proof'][0]}"
+            return {
+                "ok": False,
+                "msg": message,
+                "details": {
+                    "kind": joined["kind"],
+                    "reason": joined["reason"],
+                    "proof": joined["proof"],
+                    "log_tail": joined["log_tail"],
+                    "exit_code": joined["exit_code"],
+                },
+            }
+        self.result["ready_seconds"] = joined["seconds"]
+        report = parse_memory_report("\n".join(lines))
+        self.result["memory"] = memory_summary(report)
+        if "cluster" in self.result:
+            self.result["cluster"]["memory"] = rank_memory(report, self.cluster["layout"], None)
+        return {"ok": True}
 
     @staticmethod
     def _full_log(container, since: int | None) -> list[str]:
@@ -1221,7 +1467,7 @@ class VllmContainer:
         p = self.p
         plan = self.plan()
         self.result["endpoint"] = (
-            f"http://{p['probe_host'] or probe_address(p['bind_address'])}:{p['port']}"
+            f"http://{p['probe_host'] or probe_address(p['bind_address'])}:{self._api_port()}"
         )
         existing = _find_container(self.client, self.name)
         leftover = _find_container(self.client, self.previous_name)
@@ -1232,6 +1478,13 @@ class VllmContainer:
                 self._set_diff(diff)
         else:
             self.result["diff"] = {"before": {}, "after": display_spec(plan["desired"])}
+        if existing is not None and match and p["recreate"]:
+            match = False
+            self.result["changes"] = ["recreate"]
+            self.result["diff"] = {
+                "before": {"container": existing.id},
+                "after": {"recreate": True},
+            }
 
         if existing is not None and match:
             existing.reload()
@@ -1278,7 +1531,9 @@ class VllmContainer:
         except ModuleFailure as err:
             outcome = {"ok": False, "msg": err.msg, "details": err.details}
         if outcome["ok"]:
-            if parked is not None:
+            if parked is not None and p["previous"] == "keep":
+                self.result["previous_kept"] = parked["container"].id
+            elif parked is not None:
                 self._remove(parked["container"])
             self.result["container"] = _container_info(new)
             return
@@ -1331,7 +1586,14 @@ class VllmContainer:
         if self.p["rollback"]:
             if new is not None:
                 self._remove(new)
-            if parked is not None:
+            if parked is not None and self.p["previous"] == "keep":
+                # A cluster member: restored with the others (state rolled_back), not alone.
+                self.result["previous_kept"] = parked["container"].id
+                outcome["msg"] += (
+                    f"; the new container was removed, the previous one stays parked as "
+                    f"{self.previous_name} for state rolled_back"
+                )
+            elif parked is not None:
                 details["rollback"] = self._restore(parked)
                 details["rolled_back"] = True
                 self.result["rolled_back"] = True
@@ -1385,9 +1647,58 @@ class VllmContainer:
             self.result.update(saved)
         return info
 
+    def committed(self) -> None:
+        """Remove the parked previous container of a verified change (previous=keep)."""
+        parked = _find_container(self.client, self.previous_name)
+        if parked is None:
+            return
+        self.result["changed"] = True
+        self.result["diff"] = {"before": {"containers": [parked.name]}, "after": {}}
+        if not self.check_mode:
+            self._remove(parked)
+
+    def rolled_back(self) -> None:
+        """Put the parked previous container back and wait until it serves (or joined)."""
+        current = _find_container(self.client, self.name)
+        parked = _find_container(self.client, self.previous_name)
+        if current is None and parked is None:
+            return
+        self.result["changed"] = True
+        before = [c.name for c in (current, parked) if c is not None]
+        self.result["diff"] = {
+            "before": {"containers": before},
+            "after": {"containers": [self.name] if parked is not None else []},
+        }
+        if self.check_mode:
+            return
+        if current is not None:
+            self._remove(current)
+        if parked is None:
+            return
+        parked.rename(self.name)
+        if self.p["restart_policy"] != "no":
+            parked.update(restart_policy={"Name": self.p["restart_policy"], "MaximumRetryCount": 0})
+        # The restored configuration's own layout and names: they may differ from the options.
+        config = parked.attrs.get("Config") or {}
+        self.cluster = member_from_container(config.get("Entrypoint"), config.get("Cmd"))
+        self.served_override = served_names_from_args(config.get("Cmd") or []) or None
+        self._start(parked)
+        self.result["rolled_back"] = True
+        outcome = self.wait_ready(parked, started_now=True, own_image=False)
+        self.result["container"] = _container_info(parked)
+        if not outcome["ok"]:
+            raise ModuleFailure(
+                f"restored {self.name}, but it did not come back: {outcome['msg']}",
+                **outcome["details"],
+            )
+
     def run(self) -> None:
         state = self.p["state"]
-        if state == "absent":
+        if state == "committed":
+            self.committed()
+        elif state == "rolled_back":
+            self.rolled_back()
+        elif state == "absent":
             self.absent()
         elif state == "started":
             self.started()
@@ -1403,13 +1714,26 @@ def main() -> None:
         "min_gpu_blocks": {"type": "int"},
         "min_kv_cache_tokens": {"type": "int"},
     }
+    cluster_options = {
+        "role": {"type": "str", "required": True, "choices": ["head", "follower"]},
+        "nnodes": {"type": "int", "required": True},
+        "node_rank": {"type": "int"},
+        "master_addr": {"type": "str", "required": True},
+        "master_port": {"type": "int", "default": 29500},
+        "pipeline_parallel_size": {"type": "int", "default": 1},
+        "backend": {"type": "str", "default": "auto", "choices": ["auto", "mp", "ray"]},
+        "socket_ifname": {"type": "str"},
+        "host_ip": {"type": "str"},
+        "ray_port": {"type": "int", "default": 6379},
+        "join_settle": {"type": "int", "default": 5},
+    }
     module = AnsibleModule(
         argument_spec={
             "name": {"type": "str", "required": True},
             "state": {
                 "type": "str",
                 "default": "started",
-                "choices": ["absent", "present", "stopped", "started"],
+                "choices": ["absent", "present", "stopped", "started", "committed", "rolled_back"],
             },
             "image": {"type": "str"},
             "pull": {
@@ -1476,6 +1800,10 @@ def main() -> None:
             "plan": {"type": "dict"},
             "smoke_test": {"type": "bool", "default": False},
             "smoke_test_timeout": {"type": "int", "default": 120},
+            "network_mode": {"type": "str"},
+            "recreate": {"type": "bool", "default": False},
+            "previous": {"type": "str", "default": "remove", "choices": ["remove", "keep"]},
+            "cluster": {"type": "dict", "options": cluster_options},
         },
         required_if=[("state", "started", ["image"]), ("state", "present", ["image"])],
         supports_check_mode=True,

@@ -117,15 +117,19 @@ def usable_gpu_memory_gib(
 #   float16 instead by explicitly setting the`dtype` flag in CLI, for example: --dtype=half."
 #   (vllm/worker/worker.py, 0.8.x). With dtype auto a bf16 checkpoint (Qwen3's torch_dtype) takes
 #   that path on 0.8.5; later versions fall back to float16 with a warning, so auto is refused
-#   too: the dtype the operator means should be written down.
-# - fp8 KV cache and fp8 checkpoints: SM 8.0 or newer (vLLM's FP8 W8A8 docs: W8A8 on Ada and
-#   Hopper, Ampere weight-only through Marlin kernels; facts/vllm.md, "Versions").
+#   too: the dtype the operator means should be written down. A refusal.
+# - fp8 KV cache: only stored in fp8 and converted for compute (vllm#3965, #4827), but the e4m3
+#   format (`fp8`, `fp8_e4m3`) crashes the V1 Triton attention below SM 8.9 ("type fp8e4nv not
+#   supported in this architecture", vllm#26431 on an RTX 3090 with 0.11; #35720 with 0.16;
+#   "native FP8 (fp8e4nv) requires SM89+", #47549 with 0.24). Which versions and backends fail
+#   differs, so it is a warning that names fp8_e5m2 and auto.
+# - fp8 checkpoints: W8A8 on Ada and Hopper, weight-only through Marlin kernels below (vLLM's
+#   "FP8 W8A8" docs: Ampere; newer releases also Turing). A warning.
 BF16_MIN_CAPABILITY = (8, 0)
-FP8_KV_MIN_CAPABILITY = (8, 0)
-FP8_WEIGHTS_MIN_CAPABILITY = (8, 0)
+FP8_E4M3_KV_CAPABILITY = (8, 9)
 FP8_W8A8_CAPABILITY = (8, 9)
 BF16_NAMES = ("bfloat16",)
-FP8_KV_DTYPES = ("fp8", "fp8_e4m3", "fp8_e5m2")
+FP8_E4M3_KV_DTYPES = ("fp8", "fp8_e4m3")
 # Rope types whose factor does not stretch the derived length (vLLM's _get_and_verify_max_len).
 ROPE_TYPES_WITHOUT_STRETCH = ("su", "longrope", "llama3")
 
@@ -229,24 +233,20 @@ def compatibility_problems(
         problems.append(
             f"{prefix}dtype {given} needs bf16, SM 8.0 or newer; {card}: set {prefix}dtype to half"
         )
-    if kv_cache_dtype in FP8_KV_DTYPES and cap < FP8_KV_MIN_CAPABILITY:
-        problems.append(
-            f"{prefix}kv_cache_dtype {kv_cache_dtype} needs SM 8.0 or newer; {card}: set "
-            f"{prefix}kv_cache_dtype to auto"
+    if kv_cache_dtype in FP8_E4M3_KV_DTYPES and cap < FP8_E4M3_KV_CAPABILITY:
+        notes.append(
+            f"{prefix}kv_cache_dtype {kv_cache_dtype} (e4m3) on SM {cap[0]}.{cap[1]}: vLLM's V1 "
+            "Triton attention needs SM 8.9 for it and fails at startup on some versions; "
+            f"{prefix}kv_cache_dtype fp8_e5m2 or auto if it does"
         )
     quant = cfg.get("quantization_config") or model_config.get("quantization_config")
     method = quant.get("quant_method") if isinstance(quant, Mapping) else None
-    if method == "fp8":
-        if cap < FP8_WEIGHTS_MIN_CAPABILITY:
-            problems.append(
-                f"the checkpoint is fp8-quantized, which vLLM runs on SM 8.0 or newer; {card}: "
-                "serve an fp16/bf16 or a GPTQ/AWQ checkpoint of the model instead"
-            )
-        elif cap < FP8_W8A8_CAPABILITY:
-            notes.append(
-                f"fp8 checkpoint on SM {cap[0]}.{cap[1]}: vLLM runs it weight-only (Marlin), "
-                "fp8 compute needs SM 8.9"
-            )
+    if method == "fp8" and cap < FP8_W8A8_CAPABILITY:
+        notes.append(
+            f"fp8 checkpoint on SM {cap[0]}.{cap[1]}: vLLM runs it weight-only (Marlin) where "
+            "the version has that path (Ampere; Turing in newer releases), fp8 compute needs "
+            "SM 8.9"
+        )
     return problems, notes
 
 

@@ -121,8 +121,9 @@ options:
     description:
       - Refuse what vLLM would refuse at startup on these GPUs, before anything is pulled,
         namely bf16 (O(dtype) C(bfloat16), or C(auto) on a bf16 checkpoint) below compute
-        capability 8.0, an fp8 O(kv_cache_dtype) or an fp8 checkpoint below 8.0, and a
-        context (O(max_model_len)) above the model's limit (after O(rope_scaling)).
+        capability 8.0 and a context (O(max_model_len)) above the model's limit (after
+        O(rope_scaling)); and warn about fp8 where it depends on the version (an e4m3
+        O(kv_cache_dtype) below 8.9, an fp8 checkpoint below 8.9).
       - Turn off only for an engine that does not run on the listed GPUs, such as vLLM's CPU build.
       - The capability comes from O(gpus) (C(compute_capability), nvidia-smi's C(compute_cap)); the
         dtype checks are skipped, with a note in RV(compatibility_notes), when it is missing.
@@ -239,7 +240,7 @@ gpu_memory_gib:
   returned: always
   type: float
 compatibility_notes:
-  description: What the compatibility check could not check or only warns about.
+  description: What the compatibility check could not check or only warns about (also warnings).
   returned: always
   type: list
   elements: str
@@ -313,6 +314,8 @@ def main() -> None:
             module.fail_json(
                 msg="vLLM preflight: " + "; ".join(problems), compatibility_notes=notes
             )
+        for note in notes:
+            module.warn(f"vLLM preflight: {note}")
         if p["gpu_memory_gib"] is not None:
             gpu_memory_gib = p["gpu_memory_gib"]
         else:

@@ -286,22 +286,26 @@ def test_the_weakest_card_the_deployment_uses_decides():
     assert problems_of(reordered, dtype="bfloat16", tensor_parallel_size=1) == ([], [])
 
 
-def test_fp8_kv_cache_below_ampere_is_refused():
-    problems, _ = problems_of(SEED_TURING, kv_cache_dtype="fp8_e5m2")
-    assert problems == [
-        "kv_cache_dtype fp8_e5m2 needs SM 8.0 or newer; GPU 0 (NVIDIA GeForce RTX 2080 Ti) is "
-        "SM 7.5: set kv_cache_dtype to auto"
-    ]
-    assert problems_of(AMPERE, kv_cache_dtype="fp8")[0] == []
+def test_e4m3_kv_cache_below_ada_is_a_warning_naming_e5m2():
+    # vllm#26431 (RTX 3090, SM 8.6), #35720, #47549: e4m3 KV fails in the V1 Triton attention.
+    for kv_dtype in ("fp8", "fp8_e4m3"):
+        problems, notes = problems_of(AMPERE, kv_cache_dtype=kv_dtype, prefix="vllm_server_")
+        assert problems == []
+        assert notes == [
+            f"vllm_server_kv_cache_dtype {kv_dtype} (e4m3) on SM 8.0: vLLM's V1 Triton attention "
+            "needs SM 8.9 for it and fails at startup on some versions; vllm_server_kv_cache_dtype "
+            "fp8_e5m2 or auto if it does"
+        ]
+    assert problems_of(SEED_TURING, kv_cache_dtype="fp8_e5m2") == ([], [])
+    assert problems_of(MIXED_GPUS[1:], kv_cache_dtype="fp8", tensor_parallel_size=1) == ([], [])
 
 
-def test_an_fp8_checkpoint_is_refused_on_turing_and_noted_on_ampere():
+def test_an_fp8_checkpoint_below_ada_is_a_warning():
     fp8 = dict(QWEN, quantization_config={"quant_method": "fp8", "fmt": "e4m3"})
-    problems, _ = problems_of(SEED_TURING, config=fp8)
-    assert "fp8-quantized" in problems[0]
-    problems, notes = problems_of(AMPERE, config=fp8)
-    assert problems == []
-    assert "weight-only (Marlin)" in notes[0]
+    for gpus in (SEED_TURING, AMPERE):
+        problems, notes = problems_of(gpus, config=fp8)
+        assert problems == []
+        assert "weight-only (Marlin)" in notes[0]
 
 
 def test_without_compute_capability_the_dtype_is_not_checked_and_says_so():

@@ -165,3 +165,14 @@ def test_an_engine_off_the_gpus_can_skip_the_compatibility_check(capsys, seed_mo
     )
     assert not failed, result["msg"]
     assert result["compatibility_notes"] == []
+
+
+def test_an_e4m3_kv_cache_on_turing_warns_and_plans(capsys, seed_model):
+    flags = dict(SEED_FLAGS, kv_cache_dtype="fp8")
+    failed, result = run_module(capsys, model_path=str(seed_model), gpus=TURING_GPUS, **flags)
+    assert not failed, result["msg"]
+    # ansible-core 2.19 returns each warning as a WarningSummary with the text in event.msg.
+    warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]]
+    assert warnings == [f"vLLM preflight: {note}" for note in result["compatibility_notes"]]
+    assert warnings[0].startswith("vLLM preflight: kv_cache_dtype fp8 (e4m3) on SM 7.5")
+    assert result["plan"]["kv_cache_gib"] > 0

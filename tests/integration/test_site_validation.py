@@ -323,8 +323,8 @@ def _env() -> dict:
     )
 
 
-def run_site(*inventories: Path, extra: list[str] = ()) -> dict:
-    command = ["ansible-playbook", "site.yml"]
+def run_site(*inventories: Path, extra: list[str] = (), playbook: str = "site.yml") -> dict:
+    command = ["ansible-playbook", playbook]
     for inventory in inventories:
         command += ["-i", str(inventory)]
     result = subprocess.run(
@@ -473,3 +473,12 @@ def test_bad_extra_vars_stop_in_the_first_play(one_host, extra, expected):
 def test_valid_extra_vars_typed_as_strings_reach_the_host(one_host):
     extra = [part for item in VALID_EXTRA_VARS for part in ("-e", item)]
     assert_reached_the_host(run_site(one_host, extra=extra), "node")
+
+
+def test_the_benchmark_playbook_validates_first(one_host):
+    data = run_site(
+        one_host,
+        extra=["-e", "vllm_server_benchmark_num_prompts=0"],
+        playbook="playbooks/benchmark.yml",
+    )
+    assert_stopped_in_validation(data, "node", "vllm_server_benchmark_num_prompts must be")

@@ -98,7 +98,8 @@ def member_options(names: dict, role: str, port: int) -> dict:
         "dtype": "bfloat16",
         "tensor_parallel_size": 2,
         "extra_args": ["--enforce-eager"],
-        "ready_timeout": 300,
+        # Generous: two engines on two busy cores took 80 s idle and over 5 min under a load of 15.
+        "ready_timeout": 600,
         "smoke_test": head,
         "cluster": {
             "role": role,
@@ -118,7 +119,7 @@ def run_pair(tmp_path, options: dict, *flags: str, during=None) -> dict:
     results: dict[str, dict] = {}
 
     def one(role: str) -> None:
-        results[role], _ = run_module(tmp_path, options[role], *flags, timeout=420)
+        results[role], _ = run_module(tmp_path, options[role], *flags, timeout=900)
 
     threads = [threading.Thread(target=one, args=(role,)) for role in ("follower", "head")]
     for thread in threads:
@@ -130,7 +131,7 @@ def run_pair(tmp_path, options: dict, *flags: str, during=None) -> dict:
     return results
 
 
-def kill_after_join(name: str, deadline_seconds: float = 400) -> dict:
+def kill_after_join(name: str, deadline_seconds: float = 700) -> dict:
     """Kill the follower as soon as its log proves the join; return what was seen."""
     seen = {"killed": False}
     end = time.monotonic() + deadline_seconds

@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster import (
     ClusterError,
+    check_node_gpus,
     choose_backend,
     cluster_env,
     exit_cause,
@@ -19,7 +20,10 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster im
     layout,
     member_command,
     member_failure,
+    member_from_container,
+    member_plan,
     refuse_owned_flags,
+    served_names_from_args,
     validate_cluster,
     wait_until_joined,
 )
@@ -338,3 +342,71 @@ def test_real_head_log_of_a_killed_follower_is_a_lost_peer():
     assert any("WorkerProc failed to start." in line for line in proof)
     follower = lines("real_cpu_0.32.0_nnodes2_follower_killed.log")
     assert member_failure(follower, {"running": False, "exit_code": 137})[0] == "killed"
+
+
+def test_member_plan_merges_env_and_refuses_what_cannot_work():
+    plan = member_plan(
+        member(socket_ifname="eth0"),
+        (0, 32, 0),
+        2,
+        SERVER_ARGS,
+        image_entrypoint=["vllm", "serve"],
+        extra_args=["--enforce-eager"],
+        env={"GLOO_SOCKET_IFNAME": "ib0", "VLLM_CPU_KVCACHE_SPACE": 1},
+    )
+    assert plan["backend"] == "mp"
+    assert plan["command"][-1] == "--headless"
+    # The operator's own variables win over the member's.
+    assert plan["env"] == {
+        "GLOO_SOCKET_IFNAME": "ib0",
+        "NCCL_SOCKET_IFNAME": "eth0",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
+    assert plan["settle"] == 5
+    with pytest.raises(ClusterError, match=r"cluster\.host_ip is required with the Ray backend"):
+        member_plan(
+            member(), (0, 8, 5), 2, SERVER_ARGS, image_entrypoint=None, extra_args=[], env={}
+        )
+    with pytest.raises(ClusterError, match=r"extra_args has --nnodes"):
+        member_plan(
+            member(),
+            (0, 32, 0),
+            2,
+            SERVER_ARGS,
+            image_entrypoint=None,
+            extra_args=["--nnodes", "3"],
+            env={},
+        )
+
+
+def test_node_gpus():
+    eight = layout(member("head"), 8)
+    assert check_node_gpus(eight, 4) is None
+    assert check_node_gpus(eight, None) is None
+    assert "puts 4 ranks on every node" in check_node_gpus(eight, 2)
+
+
+def test_a_restored_member_is_read_from_its_own_command_line():
+    # SERVER_ARGS ask for TP 2: with PP 2, 4 ranks, 2 per node.
+    lay = layout(member(pipeline_parallel_size=2), 2)
+    run = member_command(lay, "mp", SERVER_ARGS, image_entrypoint=None)
+    restored = member_from_container(["vllm", "serve"], run["command"])
+    assert restored["backend"] == "mp"
+    assert restored["layout"] == lay
+    assert served_names_from_args(run["command"]) == ["tiny"]
+    ray_worker = member_command(
+        layout(member(), 2), "ray", SERVER_ARGS, image_entrypoint=None, host_ip="10.0.0.2"
+    )
+    worker = member_from_container(ray_worker["entrypoint"], ray_worker["command"])
+    assert (worker["backend"], worker["layout"]["role"]) == ("ray", "follower")
+    ray_head = member_command(
+        layout(member("head"), 2), "ray", SERVER_ARGS, image_entrypoint=None, host_ip="10.0.0.1"
+    )
+    head = member_from_container(ray_head["entrypoint"], ray_head["command"])
+    assert (head["backend"], head["layout"]["role"], head["layout"]["world_size"]) == (
+        "ray",
+        "head",
+        2,
+    )
+    # A server that serves alone is no member.
+    assert member_from_container(["vllm", "serve"], SERVER_ARGS) is None

@@ -498,3 +498,47 @@ def test_a_compile_cache_the_container_lacks_is_a_change():
     match, diff = compare_specs(desired, actual, image_env(IMAGE))
     assert match is False
     assert diff["changed"] == ["mounts"]
+
+
+def test_network_mode_and_entrypoint_are_compared_only_when_asked_for():
+    actual = actual_spec(CONTAINER, IMAGE)
+    # Unset: Docker's network and the image's entrypoint, whatever the engine filled in.
+    assert compare_specs(desired(), actual, image_env(IMAGE))[0] is True
+    match, diff = compare_specs(desired(network_mode="llmops-net"), actual, image_env(IMAGE))
+    assert match is False
+    assert diff["changed"] == ["network_mode"]
+    want = desired_spec(PARAMS, seed_args(), IMAGE["Id"], entrypoint=["ray", "start", "--block"])
+    match, diff = compare_specs(want, actual, image_env(IMAGE))
+    assert diff["changed"] == ["entrypoint"]
+    assert diff["after"]["entrypoint"] == ["ray", "start", "--block"]
+
+
+def test_host_networking_publishes_nothing():
+    assert desired(port=8000)["ports"] == {"8000/tcp": ["127.0.0.1:8000"]}
+    assert desired(port=8000, network_mode="host")["ports"] == {}
+
+
+def test_a_member_adds_its_environment():
+    want = desired_spec(PARAMS, seed_args(), IMAGE["Id"], env={"GLOO_SOCKET_IFNAME": "eth0"})
+    assert want["env"] == {"GLOO_SOCKET_IFNAME": "eth0"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"network_mode": "bad net"}, "network_mode must be host, bridge, none or the name"),
+        ({"port": 0}, "port must be in [1, 65535]"),
+        (
+            {"cluster": {"role": "follower", "nnodes": 2, "master_addr": "h"}},
+            "cluster.node_rank is required for a follower",
+        ),
+    ],
+)
+def test_validate_cluster_options(change, message):
+    errors = validate_options(dict(PARAMS, **change))
+    assert any(message in error for error in errors), errors
+
+
+def test_a_follower_may_publish_nothing():
+    follower = {"role": "follower", "nnodes": 2, "node_rank": 1, "master_addr": "head"}
+    assert validate_options(dict(PARAMS, port=0, tensor_parallel_size=2, cluster=follower)) == []

@@ -1,0 +1,238 @@
+"""The vllm_server role's serving cluster, for real: two inventory hosts, one engine.
+
+Both hosts of the inventory group are this machine (connection local), each with its own
+container name and its own copy of the weights, as two real hosts have; the containers meet on a
+Docker bridge network this test creates (vllm_server_network_mode) and run the real CPU engine,
+vLLM 0.32.0, with TP 2 across them. The play runs the role's cluster tasks (tasks_from
+cluster_member, then cluster): the preflight, the check pass, the start of every member at once,
+then the commit, or the rollback of every member and one failure that names each member's
+cause. The Docker and GPU tasks of the role's main entry are left out: they would install the
+Docker SDK on this machine.
+
+Two engine-pair starts, no more: a first deploy whose follower is killed right after it joined
+(every member rolled back, nothing left running), then the deploy undisturbed (served, the
+previous containers committed), whose re-run changes nothing. A manifest that differs between
+the hosts is refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from vllm_it import PREVIOUS_SUFFIX, REPO_ROOT, container_id, docker, free_port, http
+
+pytestmark = pytest.mark.docker
+
+VERSION = "0.32.0"
+IMAGE = f"llmops-test/vllm-cpu:{VERSION}"
+MODEL = REPO_ROOT / "tests/output/models/llmops-test/tiny-qwen3-moe"
+MANIFEST = ".llmops-manifest.json"
+JOINED_LINE = "rank 1 in world size 2 is assigned as"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def real_engine():
+    subprocess.run([str(REPO_ROOT / "tests/harness/build-vllm-cpu.sh"), VERSION], check=True)
+    subprocess.run([str(REPO_ROOT / "tests/harness/build-tiny-model.sh"), VERSION], check=True)
+
+
+def write_manifest(model_dir: Path, source: str) -> None:
+    """A destination manifest as model_sync writes one: every file, its size and sha256."""
+    files = []
+    for path in sorted(model_dir.iterdir()):
+        if path.name == MANIFEST:
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        files.append({"path": path.name, "size": path.stat().st_size, "sha256": digest})
+    (model_dir / MANIFEST).write_text(json.dumps({"source": source, "files": files}, indent=2))
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    suffix = uuid.uuid4().hex[:8]
+    hosts = {"node-a": f"llmops-role-head-{suffix}", "node-b": f"llmops-role-follower-{suffix}"}
+    network = f"llmops-role-net-{suffix}"
+    docker("network", "create", network)
+    models = {}
+    for host in hosts:
+        models[host] = tmp_path / host / "tiny-qwen3-moe"
+        shutil.copytree(MODEL, models[host])
+        write_manifest(models[host], "llmops-test/tiny-qwen3-moe")
+    port = free_port()
+    group_vars = {
+        "vllm_server_cluster_group": "tiny_cluster",
+        "vllm_server_cluster_master_addr": hosts["node-a"],
+        "vllm_server_cluster_socket_ifname": "eth0",
+        "vllm_server_network_mode": network,
+        "vllm_server_image": IMAGE,
+        "vllm_server_pull": "never",
+        "vllm_server_cuda_check": False,
+        "vllm_server_runtime": "",
+        "vllm_server_gpus": "",
+        "vllm_server_cpuset_cpus": "",
+        "vllm_server_ulimits": {},
+        "vllm_server_ipc_mode": "",
+        # Two "hosts" on one machine must not share one IPC namespace (SOURCES.md, "Two nodes").
+        "vllm_server_shm_size": "1g",
+        "vllm_server_env": {"VLLM_CPU_KVCACHE_SPACE": "1", "TORCHDYNAMO_DISABLE": "1"},
+        "vllm_server_model_container_path": "/llmops-test/tiny-qwen3-moe",
+        "vllm_server_served_model_name": "tiny",
+        "vllm_server_port": port,
+        "vllm_server_bind_address": "127.0.0.1",
+        "vllm_server_tensor_parallel_size": 2,
+        "vllm_server_dtype": "bfloat16",
+        "vllm_server_max_model_len": 2048,
+        "vllm_server_max_num_batched_tokens": 2048,
+        "vllm_server_block_size": 128,
+        "vllm_server_swap_space": 0,
+        "vllm_server_tokenizer_pool_size": 0,
+        "vllm_server_extra_args": ["--enforce-eager"],
+        "vllm_server_ready_timeout": 600,
+        "vllm_server_verify_timeout": 120,
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+    }
+    inventory = {
+        "all": {
+            "children": {
+                "tiny_cluster": {
+                    "hosts": {
+                        host: {
+                            "vllm_server_container_name": name,
+                            "vllm_server_model_host_path": str(models[host]),
+                        }
+                        for host, name in hosts.items()
+                    },
+                    "vars": group_vars,
+                }
+            }
+        }
+    }
+    inventory_file = tmp_path / "inventory.json"
+    inventory_file.write_text(json.dumps(inventory))
+    yield {"hosts": hosts, "models": models, "port": port, "inventory": inventory_file}
+    for name in hosts.values():
+        for candidate in (name, name + PREVIOUS_SUFFIX):
+            docker("rm", "-f", candidate, check=False)
+    docker("network", "rm", network, check=False)
+
+
+def run_role(tmp_path: Path, inventory: Path, during=None) -> dict:
+    """The role's cluster tasks on both hosts; returns {task name: {host: result}}."""
+    playbook = tmp_path / f"cluster-{uuid.uuid4().hex[:6]}.yml"
+    role = "llmops.gpu_serving.vllm_server"
+    play = {
+        "hosts": "tiny_cluster",
+        "gather_facts": False,
+        "tasks": [
+            {
+                "name": "Place the host",
+                "ansible.builtin.include_role": {"name": role, "tasks_from": "cluster_member"},
+            },
+            {
+                "name": "Deploy the cluster",
+                "ansible.builtin.include_role": {"name": role, "tasks_from": "cluster"},
+            },
+        ],
+    }
+    playbook.write_text(json.dumps([play]))
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_NOCOLOR="true",
+    )
+    process = subprocess.Popen(
+        ["ansible-playbook", "-i", str(inventory), "-f", "2", str(playbook)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if during is not None:
+        threading.Thread(target=during, daemon=True).start()
+    stdout, stderr = process.communicate(timeout=1500)
+    try:
+        output = json.loads(stdout)
+    except ValueError:
+        pytest.fail(f"ansible-playbook printed no JSON:\n{stdout}\n{stderr}")
+    tasks: dict[str, dict] = {}
+    for task in output["plays"][0]["tasks"]:
+        # "llmops.gpu_serving.vllm_server : Name" -> "Name"
+        name = task["task"]["name"].rpartition(" : ")[2]
+        tasks.setdefault(name, {}).update(task["hosts"])
+    return tasks
+
+
+def kill_after_join(name: str, deadline_seconds: float = 900) -> None:
+    end = time.monotonic() + deadline_seconds
+    while time.monotonic() < end:
+        logs = docker("logs", name, check=False)
+        if JOINED_LINE in logs.stdout + logs.stderr:
+            docker("kill", name, check=False)
+            return
+        time.sleep(0.2)
+
+
+def test_cluster_role_refuses_different_weights(tmp_path, cluster):
+    write_manifest(cluster["models"]["node-b"], "llmops-test/another-revision")
+    tasks = run_role(tmp_path, cluster["inventory"])
+    refused = tasks["Check that every member holds the same weights"]
+    for host in ("node-a", "node-b"):
+        assert refused[host]["failed"] is True
+        assert "the manifests differ" in refused[host]["msg"]
+    assert "Start every member of the cluster together" not in tasks
+    for name in cluster["hosts"].values():
+        assert container_id(name) is None
+
+
+def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
+    head, follower = cluster["hosts"]["node-a"], cluster["hosts"]["node-b"]
+
+    # A first deploy whose follower dies during startup: every member rolled back, one failure.
+    tasks = run_role(tmp_path, cluster["inventory"], during=lambda: kill_after_join(follower))
+    failed = tasks["Fail the cluster's change with every member's reason"]
+    for host in ("node-a", "node-b"):
+        message = failed[host]["msg"]
+        assert "every member was rolled back" in message
+        assert "node-b killed" in message, message
+        assert "node-a cluster_peer_lost" in message, message
+    for name in (head, follower):
+        assert container_id(name) is None
+        assert container_id(name + PREVIOUS_SUFFIX) is None
+
+    # The same deploy, undisturbed: both members start together and the head serves.
+    tasks = run_role(tmp_path, cluster["inventory"])
+    started = tasks["Converge the vLLM container (started)"]
+    for result in tasks["Fail the cluster's change with every member's reason"].values():
+        assert result.get("skipped") is True
+    for host in ("node-a", "node-b"):
+        assert started[host]["changed"] is True
+        assert "kind" not in started[host], started[host].get("msg")
+    assert started["node-b"]["cluster"]["join"]["joined"] is True
+    assert started["node-a"]["smoke_test"]["passed"] is True
+    status, body = http(
+        cluster["port"],
+        "/v1/chat/completions",
+        {"model": "tiny", "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4},
+        timeout=90,
+    )
+    assert status == 200, body
+    ids = {name: container_id(name) for name in (head, follower)}
+
+    # Again: the check pass finds nothing to change, so nothing is recreated.
+    tasks = run_role(tmp_path, cluster["inventory"])
+    for host in ("node-a", "node-b"):
+        assert tasks["Converge the vLLM container (started)"][host]["changed"] is False
+    assert {name: container_id(name) for name in (head, follower)} == ids

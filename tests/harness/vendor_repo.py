@@ -103,6 +103,7 @@ class Package:
     depends: list[str] = field(default_factory=list)
     provides: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    replaces: list[str] = field(default_factory=list)
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # path -> (content, mode)
     conffiles: list[str] = field(default_factory=list)
     postinst: str | None = None
@@ -162,6 +163,7 @@ def build_deb(pkg: Package, pool: Path, workdir: Path) -> Path:
         ("Depends", pkg.depends),
         ("Provides", pkg.provides),
         ("Conflicts", pkg.conflicts),
+        ("Replaces", pkg.replaces),
     ):
         if values:
             control.append(f"{key}: {', '.join(values)}")
@@ -191,19 +193,21 @@ def build_deb(pkg: Package, pool: Path, workdir: Path) -> Path:
 
 # --- the NVIDIA driver family ------------------------------------------------------------------
 
+# The boot-time kernel of the simulation (payloads/nvidia-sim-kernel): nouveau or the nvidia
+# module built for the running kernel, /proc/driver/nvidia/version, NVSwitch entries.
 KMOD_UNIT = text(
     """
     [Unit]
-    Description=Load the NVIDIA kernel module (simulated: records the built module as loaded)
+    Description=Load the NVIDIA kernel module (simulated: payloads/nvidia-sim-kernel boot)
     DefaultDependencies=no
+    After=local-fs.target
     Before=nvidia-persistenced.service
-    ConditionPathExists=/var/lib/nvidia-sim/module-built
 
     [Service]
     Type=oneshot
     RemainAfterExit=yes
     ExecStartPre=/bin/mkdir -p /run/nvidia-sim
-    ExecStart=/bin/cp /var/lib/nvidia-sim/module-built /run/nvidia-sim/loaded-driver-version
+    ExecStart=/usr/lib/nvidia-sim/nvidia-sim-kernel boot
 
     [Install]
     WantedBy=sysinit.target
@@ -212,7 +216,11 @@ KMOD_UNIT = text(
 
 
 def driver_packages(family: str, version: str) -> list[Package]:
-    """The driver family of one version, named as NVIDIA names it for Ubuntu or Debian."""
+    """The driver family of one version, named as NVIDIA names it for Ubuntu or Debian, with
+    both kernel module flavours: proprietary and open (NVIDIA's Ubuntu packaging:
+    nvidia-driver-<branch>-open, nvidia-dkms-<branch>-open, nvidia-kernel-source-<branch>-open
+    as on packages.ubuntu.com; its Debian repositories: nvidia-kernel-open-dkms beside
+    nvidia-kernel-dkms, either of which nvidia-driver accepts)."""
     branch = version.split(".", 1)[0]
     nvidia_smi_files = {
         "/usr/bin/nvidia-smi": (payload("nvidia-smi"), 0o755),
@@ -226,24 +234,36 @@ def driver_packages(family: str, version: str) -> list[Package]:
             0o644,
         ),
     }
-    dkms_files = {
-        "/lib/systemd/system/nvidia-sim-kmod.service": (KMOD_UNIT, 0o644),
-        "/usr/share/nvidia-sim/module-version": (f"{version}\n".encode(), 0o644),
-    }
-    # DKMS would build the module for the running kernel; the stand-in records that a module of
-    # this version is built. It becomes "loaded" at the next boot (nvidia-sim-kmod.service), so a
-    # driver change needs a reboot before nvidia-smi works, exactly as on a real host.
+
+    def dkms_files(flavour: str) -> dict[str, tuple[bytes, int]]:
+        return {
+            "/lib/systemd/system/nvidia-sim-kmod.service": (KMOD_UNIT, 0o644),
+            "/usr/lib/nvidia-sim/nvidia-sim-kernel": (payload("nvidia-sim-kernel"), 0o755),
+            "/usr/share/nvidia-sim/module-version": (f"{version}\n".encode(), 0o644),
+            "/usr/share/nvidia-sim/module-flavour": (f"{flavour}\n".encode(), 0o644),
+        }
+
+    # DKMS builds the module for every kernel with headers when the package is configured; it
+    # is "loaded" at the next boot (nvidia-sim-kmod.service), so a driver change needs a reboot
+    # before nvidia-smi works, exactly as on a real host.
     dkms_postinst = """
-        mkdir -p /var/lib/nvidia-sim
-        cp /usr/share/nvidia-sim/module-version /var/lib/nvidia-sim/module-built
+        /usr/lib/nvidia-sim/nvidia-sim-kernel build
         if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
         systemctl enable nvidia-sim-kmod.service >/dev/null 2>&1 || true
         """
-    dkms_postrm = """
+
+    def dkms_postrm(flavour: str) -> str:
+        # `dkms remove` takes the package's modules from every kernel (the files of the package
+        # are gone already, so this is shell, not nvidia-sim-kernel).
+        return f"""
         if [ "$1" = remove ] || [ "$1" = purge ]; then
-            rm -f /var/lib/nvidia-sim/module-built
+            for module in /lib/modules/*/updates/dkms/nvidia.ko; do
+                [ -f "$module" ] || continue
+                if grep -qx 'flavour={flavour}' "$module"; then rm -f "$module"; fi
+            done
         fi
         """
+
     persistenced_postinst = """
         if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
         """
@@ -264,9 +284,32 @@ def driver_packages(family: str, version: str) -> list[Package]:
                 "NVIDIA DKMS package",
                 depends=[f"nvidia-kernel-common-{branch} {exact}"],
                 provides=["nvidia-dkms-kernel"],
-                files=dkms_files,
+                conflicts=[f"nvidia-dkms-{branch}-open"],
+                replaces=[f"nvidia-dkms-{branch}-open"],
+                files=dkms_files("proprietary"),
                 postinst=dkms_postinst,
-                postrm=dkms_postrm,
+                postrm=dkms_postrm("proprietary"),
+            ),
+            Package(
+                f"nvidia-kernel-source-{branch}-open",
+                rev,
+                "NVIDIA kernel source package (open kernel module)",
+                section="multiverse/kernel",
+            ),
+            Package(
+                f"nvidia-dkms-{branch}-open",
+                rev,
+                "NVIDIA DKMS package (open kernel module)",
+                depends=[
+                    f"nvidia-kernel-common-{branch} {exact}",
+                    f"nvidia-kernel-source-{branch}-open {exact}",
+                ],
+                provides=["nvidia-dkms-kernel"],
+                conflicts=[f"nvidia-dkms-{branch}"],
+                replaces=[f"nvidia-dkms-{branch}"],
+                files=dkms_files("open"),
+                postinst=dkms_postinst,
+                postrm=dkms_postrm("open"),
             ),
             Package(
                 f"libnvidia-compute-{branch}",
@@ -301,6 +344,20 @@ def driver_packages(family: str, version: str) -> list[Package]:
                     f"libnvidia-compute-{branch} {exact}",
                     f"nvidia-kernel-common-{branch} {exact}",
                 ],
+                conflicts=[f"nvidia-driver-{branch}-open"],
+            ),
+            Package(
+                f"nvidia-driver-{branch}-open",
+                rev,
+                "NVIDIA driver (open kernel) metapackage",
+                depends=[
+                    f"nvidia-dkms-{branch}-open {exact}",
+                    f"nvidia-utils-{branch} {exact}",
+                    f"nvidia-compute-utils-{branch} {exact}",
+                    f"libnvidia-compute-{branch} {exact}",
+                    f"nvidia-kernel-common-{branch} {exact}",
+                ],
+                conflicts=[f"nvidia-driver-{branch}"],
             ),
             *cuda_drivers_packages(branch, version, f"nvidia-driver-{branch} {exact}"),
         ]
@@ -312,9 +369,23 @@ def driver_packages(family: str, version: str) -> list[Package]:
             rev,
             "NVIDIA binary kernel module DKMS source",
             provides=["nvidia-kernel"],
-            files=dkms_files,
+            conflicts=["nvidia-kernel-open-dkms"],
+            replaces=["nvidia-kernel-open-dkms"],
+            files=dkms_files("proprietary"),
             postinst=dkms_postinst,
-            postrm=dkms_postrm,
+            postrm=dkms_postrm("proprietary"),
+            section="non-free/kernel",
+        ),
+        Package(
+            "nvidia-kernel-open-dkms",
+            rev,
+            "NVIDIA open kernel module DKMS source",
+            provides=["nvidia-kernel"],
+            conflicts=["nvidia-kernel-dkms"],
+            replaces=["nvidia-kernel-dkms"],
+            files=dkms_files("open"),
+            postinst=dkms_postinst,
+            postrm=dkms_postrm("open"),
             section="non-free/kernel",
         ),
         Package("libcuda1", rev, "NVIDIA CUDA Driver Library", section="non-free/libs"),
@@ -340,7 +411,7 @@ def driver_packages(family: str, version: str) -> list[Package]:
             rev,
             "NVIDIA metapackage",
             depends=[
-                f"nvidia-kernel-dkms {exact}",
+                f"nvidia-kernel-dkms {exact} | nvidia-kernel-open-dkms {exact}",
                 f"nvidia-smi {exact}",
                 f"nvidia-persistenced {exact}",
                 f"libcuda1 {exact}",
@@ -351,9 +422,54 @@ def driver_packages(family: str, version: str) -> list[Package]:
     ]
 
 
+# nvidia-fabricmanager.service as NVIDIA's package ships it (an [Install] section, not enabled by
+# the package: NVIDIA's instructions `systemctl enable` and `start` it); Type=simple here, the
+# stand-in does not fork.
+FABRICMANAGER_UNIT = text(
+    """
+    [Unit]
+    Description=NVIDIA fabric manager service
+    After=network-online.target nvidia-sim-kmod.service
+
+    [Service]
+    Type=simple
+    ExecStart=/usr/bin/nv-fabricmanager -c /usr/share/nvidia/nvswitch/fabricmanager.cfg
+    LimitCORE=infinity
+
+    [Install]
+    WantedBy=multi-user.target
+    """
+)
+
+
+def fabricmanager_package(branch: str, version: str) -> Package:
+    """NVIDIA's nvidia-fabricmanager-<branch> at <version>-1, in the CUDA repositories of both
+    distributions (e.g. ubuntu1804/x86_64/nvidia-fabricmanager-460_460.32.03-1_amd64.deb as
+    Azure/azhpc-images installs it): the NVSwitch manager, which must match the driver exactly."""
+    return Package(
+        f"nvidia-fabricmanager-{branch}",
+        f"{version}-1",
+        "Fabric Manager for NVSwitch based systems",
+        files={
+            "/usr/bin/nv-fabricmanager": (
+                payload("nv-fabricmanager").replace(b"@VERSION@", version.encode()),
+                0o755,
+            ),
+            "/lib/systemd/system/nvidia-fabricmanager.service": (FABRICMANAGER_UNIT, 0o644),
+            "/usr/share/nvidia/nvswitch/fabricmanager.cfg": (
+                b"# simulated Fabric Manager configuration\nLOG_LEVEL=4\n",
+                0o644,
+            ),
+        },
+        conffiles=["/usr/share/nvidia/nvswitch/fabricmanager.cfg"],
+        postinst="if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n",
+    )
+
+
 def cuda_drivers_packages(branch: str, version: str, driver_dep: str) -> list[Package]:
     rev = f"{version}-1"
     return [
+        fabricmanager_package(branch, version),
         Package(
             f"cuda-drivers-{branch}",
             rev,
@@ -913,6 +1029,25 @@ def kernel_headers_package() -> Package:
     )
 
 
+# Debian's flavour meta package: linux-headers-amd64 depends on the headers of the newest
+# kernel of the flavour and so tracks future kernels, where linux-headers-$(uname -r) covers
+# only the running one (facts, "Kernels"; Ubuntu's equivalent is linux-headers-generic). Here
+# the newest kernel is this machine's.
+KERNEL_HEADERS_META = "linux-headers-amd64"
+
+
+def kernel_headers_meta_package() -> Package:
+    kernel = platform.release()
+    return Package(
+        KERNEL_HEADERS_META,
+        "1.0-1",
+        "Header files for Linux (meta-package)\n"
+        f"Depends on the headers of the newest kernel of the flavour: here {kernel}.",
+        depends=[f"linux-headers-{kernel}"],
+        section="kernel",
+    )
+
+
 # --- Debian mirror subset -------------------------------------------------------------------------
 
 # What the roles install from the distribution's own archive, one apt transaction per line (so
@@ -1190,7 +1325,7 @@ def build(out: Path, mount_point: str) -> dict:
         distro_dir = staging / "distro-extras"
         write_flat_repo(
             distro_dir,
-            [kernel_headers_package()],
+            [kernel_headers_package(), kernel_headers_meta_package()],
             signers["distro"],
             work / "distro",
             origin="llmops-harness",
@@ -1228,6 +1363,7 @@ def build(out: Path, mount_point: str) -> dict:
             # that name controller-side files, such as vllm_server_image_archive.
             "vendor_repo_harness_output_dir": str(out.parent.resolve()),
             "vendor_repo_kernel_headers_package": f"linux-headers-{platform.release()}",
+            "vendor_repo_kernel_headers_meta_package": KERNEL_HEADERS_META,
         }
         tmp_out = out.with_name(out.name + ".new")
         shutil.rmtree(tmp_out, ignore_errors=True)

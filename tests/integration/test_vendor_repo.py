@@ -183,8 +183,15 @@ def test_unpinned_exact_install_fails_like_the_real_repo(host):
     assert "held broken packages" in result.stderr + result.stdout
 
 
-def test_driver_needs_a_reboot_then_reports_the_exact_version(host):
+def test_driver_needs_a_reboot_then_reports_the_exact_version(host, vendor_vars):
     pin_driver(host, "550.144.03")
+    # What a real host needs for the module to load at the next boot: the running kernel's
+    # headers before the driver (DKMS builds for kernels with headers), nouveau blacklisted.
+    host.sh(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+        f"{vendor_vars['vendor_repo_kernel_headers_package']}"
+        " && echo 'blacklist nouveau' > /etc/modprobe.d/blacklist-nouveau.conf"
+    )
     host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cuda-drivers-550=550.144.03-1")
     before = host.sh("nvidia-smi", check=False)
     assert before.returncode == 9, before
@@ -202,6 +209,8 @@ def test_driver_needs_a_reboot_then_reports_the_exact_version(host):
     assert all(line.startswith("550.144.03, ") for line in query), query
     table = host.sh("nvidia-smi").stdout
     assert re.search(r"Driver Version: 550\.144\.03\s+CUDA Version: 12\.4", table), table
+    proc = host.sh("cat /proc/driver/nvidia/version").stdout
+    assert proc.startswith("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.144.03  "), proc
     # nvidia-persistenced.service as NVIDIA's Ubuntu packages ship it (facts/nvidia-stack.md):
     # static, so enabling does nothing, and run with --no-persistence-mode.
     assert host.sh("systemctl is-enabled nvidia-persistenced", check=False).stdout.strip() == (

@@ -1,7 +1,12 @@
 """Verify the nvidia_driver scenario's hosts by behaviour: apt keeps the driver family at exactly
 550.144.03 against a repository that offers newer ones, nvidia-smi (simulated, answering from the
-seed's GPU profile) reports that version on all four GPUs after the reboot the role did, and the
-drift protections are in force."""
+host's GPU profile) reports that version on every GPU, and the drift protections are in force.
+
+- debian12 started fresh with the seed's 4 x RTX 2080 Ti: the role installed and rebooted it.
+- debian13 is a HGX H100 host that already ran 550.144.03 without the meta packages
+  (prepare.yml): the role added them, its nouveau blacklist and Fabric Manager, and did not
+  reboot it.
+"""
 
 import json
 import os
@@ -92,23 +97,63 @@ def test_kernel_headers_and_dkms_are_installed(host):
     assert host.package("build-essential").is_installed
 
 
-def test_host_rebooted_into_the_new_module(host):
+def is_hgx(host):
+    return "debian13" in host.backend.get_hostname()
+
+
+def test_host_runs_the_module_of_the_version(host):
     # The simulated module is "loaded" at boot only; the role's reboot marker is gone with /run.
     assert host.file("/run/nvidia-sim/loaded-driver-version").content_string.strip() == VERSION
     assert not host.file("/run/nvidia-driver-reboot-required").exists
+    # The NVRM line of NVIDIA's proprietary module (the role's default flavour).
+    proc = host.file("/proc/driver/nvidia/version").content_string
+    assert proc.startswith(f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {VERSION}  ")
 
 
-def test_nvidia_smi_reports_the_version_on_the_four_seed_gpus(host):
+def test_only_the_fresh_host_was_rebooted(host):
+    boot_time = host.check_output("cut -d' ' -f22 /proc/1/stat")
+    recorded = host.file("/var/lib/llmops-test/boot-time-after-prepare")
+    if is_hgx(host):
+        # Already running 550.144.03: the meta packages and the blacklist file the role added
+        # are no reason to reboot.
+        assert recorded.content_string.strip() == boot_time
+    else:
+        assert not recorded.exists
+
+
+def test_headers_meta_package_tracks_future_kernels(host):
+    assert host.package(VENDOR_VARS["vendor_repo_kernel_headers_meta_package"]).is_installed
+    kernel = host.check_output("uname -r")
+    # DKMS (simulated) built the module for the running kernel, where Debian's dkms puts it.
+    assert host.file(f"/lib/modules/{kernel}/updates/dkms/nvidia.ko").exists
+
+
+def test_fabric_manager_runs_at_the_version_on_the_nvswitch_host_only(host):
+    package = "nvidia-fabricmanager-550"
+    if not is_hgx(host):
+        assert not host.package(package).is_installed
+        assert not host.file("/proc/driver/nvidia-nvswitch/devices").exists
+        return
+    assert len(host.file("/proc/driver/nvidia-nvswitch/devices").listdir()) == 4
+    version, want, status = dpkg_state(host, package)
+    assert (version, want, status) == (f"{VERSION}-1", "hold", "installed")
+    service = host.service("nvidia-fabricmanager")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_nvidia_smi_reports_the_version_on_every_gpu(host):
     out = host.check_output(
         "nvidia-smi --query-gpu=driver_version,name,memory.total,persistence_mode "
         "--format=csv,noheader,nounits"
     )
     rows = [[cell.strip() for cell in line.split(",")] for line in out.splitlines()]
-    assert len(rows) == 4
+    expected = ("NVIDIA H100 80GB HBM3", "81559", 8) if is_hgx(host) else (
+        "NVIDIA GeForce RTX 2080 Ti", "22528", 4)  # fmt: skip
+    assert len(rows) == expected[2]
     for version, name, memory, persistence in rows:
         assert version == VERSION
-        assert name == "NVIDIA GeForce RTX 2080 Ti"
-        assert memory == "22528"
+        assert (name, memory) == expected[:2]
         assert persistence == "Enabled"
     assert re.search(rf"Driver Version: {re.escape(VERSION)}\s+CUDA Version: 12\.4",
                      host.check_output("nvidia-smi"))  # fmt: skip

@@ -410,3 +410,16 @@ def test_a_restored_member_is_read_from_its_own_command_line():
     )
     # A server that serves alone is no member.
     assert member_from_container(["vllm", "serve"], SERVER_ARGS) is None
+
+
+def test_real_ray_worker_log_proves_the_join():
+    # ray 2.60.0's `ray start --block --address=<head>:6379` in the vLLM CPU image.
+    log = lines("real_ray_2.60.0_worker_started.log")
+    state = join_state(log, layout(member(), 2), "ray")
+    assert state["joined"] is True
+    assert "Ray runtime started." in state["proof"][0]
+    # The head of that run: its Ray runtime started, vLLM's CPU build has no Ray backend.
+    head = lines("real_cpu_0.32.0_ray_head_cpu_has_no_ray.log")
+    kind, proof = member_failure(head, {"running": False, "exit_code": 1})
+    assert kind == "engine_failed"
+    assert any("EngineCore failed to start." in line for line in proof)

@@ -666,3 +666,87 @@ def _check_non_negative_number(name: str, value: Any, *, allow_none: bool) -> No
 def _is_finite_number(value: Any) -> bool:
     """A real number, not a bool, and neither infinite nor NaN (absurd memory sizes)."""
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def pipeline_stage_layers(
+    num_layers: int, pipeline_parallel_size: int, partition: str | None = None
+) -> list[int]:
+    """Layers per pipeline stage, as vLLM splits them (vllm/distributed/utils.py,
+    get_pp_indices): evenly, the remainder one each to the stages before the last, counted
+    from the end (the last stage also holds the final norm and the LM head). ``partition`` is
+    VLLM_PP_LAYER_PARTITION (such as "12,12,13,11"), which replaces the split."""
+    _check_positive_int("num_layers", num_layers)
+    _check_positive_int("pipeline_parallel_size", pipeline_parallel_size)
+    if partition:
+        try:
+            stages = [int(part) for part in str(partition).split(",")]
+        except ValueError:
+            raise ValueError(
+                f"VLLM_PP_LAYER_PARTITION must be integers, got {partition!r}"
+            ) from None
+        if len(stages) != pipeline_parallel_size or sum(stages) != num_layers:
+            raise ValueError(
+                f"VLLM_PP_LAYER_PARTITION {partition!r} must give {pipeline_parallel_size} "
+                f"stages that add up to the model's {num_layers} layers"
+            )
+        return stages
+    if pipeline_parallel_size > num_layers:
+        raise ValueError(
+            f"pipeline_parallel_size {pipeline_parallel_size} exceeds the model's "
+            f"{num_layers} layers"
+        )
+    stages = [num_layers // pipeline_parallel_size] * pipeline_parallel_size
+    for index in range(2, num_layers % pipeline_parallel_size + 2):
+        stages[-index] += 1
+    return stages
+
+
+def plan_memory_for_layout(
+    model_config: Mapping[str, Any],
+    *,
+    pipeline_parallel_size: int = 1,
+    layer_partition: str | None = None,
+    **plan_kwargs: Any,
+) -> dict[str, Any]:
+    """plan_memory() for the rank that holds the most layers of a pipeline-parallel layout.
+
+    Each rank holds its share of the KV heads (``tensor_parallel_size``, as plan_memory()) and
+    the KV cache of its stage's layers only; vLLM sizes the engine's KV cache by its smallest
+    rank, which is the one with the most layers. The result adds ``pipeline_stages`` (layers per
+    stage) and ``pipeline_parallel_size`` to plan_memory()'s. For a model whose layers are not
+    all attention layers (hybrid models) the stage's share is scaled, which a model that mixes
+    the kinds unevenly over its depth does not follow exactly; a note says so.
+    """
+    cfg = text_config(model_config)
+    layers = _first_int(cfg, LAYER_COUNT_KEYS)
+    if layers is None:
+        raise ValueError(
+            f"model config lacks the layer count (one of {', '.join(LAYER_COUNT_KEYS)})"
+        )
+    stages = pipeline_stage_layers(layers, pipeline_parallel_size, layer_partition)
+    if pipeline_parallel_size == 1 and not layer_partition:
+        plan = plan_memory(model_config, **plan_kwargs)
+    else:
+        busiest = max(stages)
+        stage_cfg = dict(cfg)
+        for key in LAYER_COUNT_KEYS:
+            if key in stage_cfg:
+                stage_cfg[key] = busiest
+        for key in ("layer_types", "layers_block_type"):
+            if isinstance(stage_cfg.get(key), list):
+                stage_cfg[key] = stage_cfg[key][:busiest]
+        if isinstance(stage_cfg.get("hybrid_override_pattern"), str):
+            stage_cfg["hybrid_override_pattern"] = stage_cfg["hybrid_override_pattern"][:busiest]
+        weights = plan_kwargs.pop("weights_bytes", None)
+        if weights is not None:
+            # The weights split with the layers (embeddings and the LM head are not: a rough share).
+            plan_kwargs["weights_bytes"] = max(1, math.ceil(weights * busiest / layers))
+        plan = plan_memory(stage_cfg, **plan_kwargs)
+        plan["notes"] = [
+            *plan.get("notes", []),
+            f"pipeline parallel {pipeline_parallel_size}: stages of {stages} layers; planned for "
+            f"the stage of {busiest} layers, whose KV cache per token is the largest",
+        ]
+    plan["pipeline_parallel_size"] = pipeline_parallel_size
+    plan["pipeline_stages"] = stages
+    return plan

@@ -27,6 +27,10 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster im
     validate_cluster,
     wait_until_joined,
 )
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import (
+    pipeline_stage_layers,
+    plan_memory_for_layout,
+)
 
 LOGS = Path(__file__).resolve().parents[3] / "fixtures" / "vllm_logs"
 SERVER_ARGS = ["/m", "--served-model-name", "tiny", "--tensor-parallel-size", "2"]
@@ -423,3 +427,60 @@ def test_real_ray_worker_log_proves_the_join():
     kind, proof = member_failure(head, {"running": False, "exit_code": 1})
     assert kind == "engine_failed"
     assert any("EngineCore failed to start." in line for line in proof)
+
+
+@pytest.mark.parametrize(
+    ("layers", "pp", "stages"),
+    [
+        (48, 2, [24, 24]),
+        # vLLM's get_pp_indices: the remainder one each to the stages before the last.
+        (50, 4, [12, 13, 13, 12]),
+        (7, 4, [2, 2, 2, 1]),
+        (2, 1, [2]),
+    ],
+)
+def test_pipeline_stage_layers_follow_vllm(layers, pp, stages):
+    assert pipeline_stage_layers(layers, pp) == stages
+
+
+def test_pipeline_stage_layers_partition_and_refusals():
+    assert pipeline_stage_layers(48, 4, "10,14,14,10") == [10, 14, 14, 10]
+    with pytest.raises(ValueError, match="must give 4 stages that add up"):
+        pipeline_stage_layers(48, 4, "10,14,14")
+    with pytest.raises(ValueError, match="exceeds the model's 2 layers"):
+        pipeline_stage_layers(2, 4)
+
+
+SEED_CONFIG = {
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "num_hidden_layers": 48,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "hidden_size": 2048,
+    "max_position_embeddings": 40960,
+    "torch_dtype": "bfloat16",
+    "num_experts": 128,
+}
+
+
+def test_a_rank_plans_its_share_of_heads_and_layers():
+    # The seed's model on two 4-GPU hosts. TP 4 x PP 2: each rank holds 1 of 4 KV heads of its
+    # stage's 24 layers, half the 24,576 bytes per token of the seed's single-host TP 4.
+    common = {"dtype": "half", "max_model_len": 32768, "block_size": 32, "kv_cache_gib": 4.3}
+    single = plan_memory_for_layout(SEED_CONFIG, tensor_parallel_size=4, **common)
+    assert single["kv_bytes_per_token"] == 24576
+    assert single["pipeline_stages"] == [48]
+    pp2 = plan_memory_for_layout(
+        SEED_CONFIG, tensor_parallel_size=4, pipeline_parallel_size=2, **common
+    )
+    assert pp2["kv_bytes_per_token"] == 12288
+    assert pp2["pipeline_stages"] == [24, 24]
+    # 4.3 GiB / (32 tokens x 12,288 bytes) = 11,741 blocks (twice the seed's 5,870, plus the
+    # block the finer division leaves over).
+    assert pp2["gpu_blocks"] == int(4.3 * 2**30 // (32 * 12288)) == 11741
+    assert pp2["kv_cache_tokens"] == 11741 * 32
+    assert any("planned for the stage of 24 layers" in note for note in pp2["notes"])
+    # TP 8 across both: the model's 4 KV heads cannot split 8 ways, each rank keeps one.
+    tp8 = plan_memory_for_layout(SEED_CONFIG, tensor_parallel_size=8, **common)
+    assert tp8["kv_bytes_per_token"] == single["kv_bytes_per_token"]

@@ -631,3 +631,15 @@ def served_names_from_args(args: Sequence[str]) -> list[str]:
                     break
                 names.append(value)
     return names
+
+
+def head_join_timeout(lines: Sequence[str], lay: Mapping[str, Any]) -> list[str] | None:
+    """The proof of a head that timed out before its world formed (no rank of it was assigned):
+    its followers never joined. None when the world formed (the timeout has another cause)."""
+    if world_sizes(lines)["assigned"]:
+        return None
+    return [
+        f"no 'rank N in world size {lay['world_size']} is assigned as' line: the world of "
+        f"{lay['nnodes']} nodes never formed, so a follower did not join (is every follower "
+        f"started, and {lay['master_addr']}:{lay['master_port']} reachable from it?)"
+    ]

@@ -775,6 +775,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi impo
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster import (
     ClusterError,
     check_node_gpus,
+    head_join_timeout,
     head_world_check,
     layout,
     member_failure,
@@ -1257,6 +1258,10 @@ class VllmContainer:
             "health_ok_seconds": wait["health_ok_seconds"],
             "fatal_seconds": wait["fatal_seconds"],
         }
+        if not wait["ready"] and member is not None and wait["reason"] == "timeout":
+            stalled = head_join_timeout(lines, member["layout"])
+            if stalled is not None:
+                wait["kind"], wait["proof"] = "cluster_join_timeout", stalled
         if not wait["ready"] and member is not None and wait["kind"] in (None, "engine_failed"):
             # A member's engine that failed without its own cause: a vanished peer, a kill.
             wait["kind"], wait["proof"] = member_failure(

@@ -15,6 +15,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster im
     choose_backend,
     cluster_env,
     exit_cause,
+    head_join_timeout,
     head_world_check,
     join_state,
     layout,
@@ -484,3 +485,13 @@ def test_a_rank_plans_its_share_of_heads_and_layers():
     # TP 8 across both: the model's 4 KV heads cannot split 8 ways, each rank keeps one.
     tp8 = plan_memory_for_layout(SEED_CONFIG, tensor_parallel_size=8, **common)
     assert tp8["kv_bytes_per_token"] == single["kv_bytes_per_token"]
+
+
+def test_a_head_whose_world_never_formed_names_the_join():
+    head = lines("real_cpu_0.32.0_nnodes2_head.log")
+    lay = layout(member("head"), 2)
+    assert head_join_timeout(head, lay) is None
+    waiting = [line for line in head if "is assigned as" not in line][:40]
+    proof = head_join_timeout(waiting, lay)
+    assert "a follower did not join" in proof[0]
+    assert "head-0:29500" in proof[0]

@@ -738,7 +738,8 @@ kind:
       docker stop), host_oom (Docker reports OOMKilled), cluster_peer_lost (a rank's
       connection to a vanished member closed - Gloo's C(Connection closed by peer)),
       cluster_world_size (the log shows another world size than the layout's),
-      cluster_join_timeout (a follower did not join within O(ready_timeout)).
+      cluster_join_timeout (a follower did not join, or the head's world never formed, within
+      O(ready_timeout)).
   returned: failure
   type: str
   sample: kv_cache_too_small

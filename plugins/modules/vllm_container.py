@@ -63,7 +63,8 @@ options:
         verified).
       - V(rolled_back) puts the parked previous container back - removes O(name), renames
         C(<name>-llmops-previous) to O(name), starts it with O(restart_policy) and waits until
-        it serves (a follower - until it joined). Without a parked container it removes O(name),
+        it serves (a follower - until it joined), probing the port it publishes and judging it
+        by its own command line (its layout and served names). Without a parked container it removes O(name),
         so a failed first deploy leaves nothing running. Check mode reports what it would do.
     type: str
     choices: [absent, present, stopped, started, committed, rolled_back]
@@ -1688,6 +1689,13 @@ class VllmContainer:
         config = parked.attrs.get("Config") or {}
         self.cluster = member_from_container(config.get("Entrypoint"), config.get("Cmd"))
         self.served_override = served_names_from_args(config.get("Cmd") or []) or None
+        # Probed where it publishes its server, which the options may no longer say.
+        bindings = ((parked.attrs.get("HostConfig") or {}).get("PortBindings") or {}).values()
+        published = [b for group in bindings for b in group or [] if b.get("HostPort")]
+        if published:
+            self.p["port"] = int(published[0]["HostPort"])
+            if published[0].get("HostIp") and not self.p["probe_host"]:
+                self.p["probe_host"] = probe_address(published[0]["HostIp"])
         self._start(parked)
         self.result["rolled_back"] = True
         outcome = self.wait_ready(parked, started_now=True, own_image=False)

@@ -110,6 +110,7 @@ def cluster(tmp_path):
                         host: {
                             "vllm_server_container_name": name,
                             "vllm_server_model_host_path": str(models[host]),
+                            "vllm_server_report_path": str(tmp_path / host / "serving.json"),
                         }
                         for host, name in hosts.items()
                     },
@@ -127,24 +128,33 @@ def cluster(tmp_path):
     docker("network", "rm", network, check=False)
 
 
-def run_role(tmp_path: Path, inventory: Path, during=None) -> dict:
+ROLE = "llmops.gpu_serving.vllm_server"
+DEPLOY = [
+    {
+        "name": "Place the host",
+        "ansible.builtin.include_role": {"name": ROLE, "tasks_from": "cluster_member"},
+    },
+    {
+        "name": "Deploy the cluster",
+        "ansible.builtin.include_role": {"name": ROLE, "tasks_from": "cluster"},
+    },
+    {
+        "name": "Write the serving report",
+        "ansible.builtin.include_role": {"name": ROLE, "tasks_from": "report"},
+    },
+]
+AUDIT = [
+    {
+        "name": "Audit the member",
+        "ansible.builtin.include_role": {"name": ROLE, "tasks_from": "verify"},
+    }
+]
+
+
+def run_role(tmp_path: Path, inventory: Path, during=None, tasks=DEPLOY) -> dict:
     """The role's cluster tasks on both hosts; returns {task name: {host: result}}."""
     playbook = tmp_path / f"cluster-{uuid.uuid4().hex[:6]}.yml"
-    role = "llmops.gpu_serving.vllm_server"
-    play = {
-        "hosts": "tiny_cluster",
-        "gather_facts": False,
-        "tasks": [
-            {
-                "name": "Place the host",
-                "ansible.builtin.include_role": {"name": role, "tasks_from": "cluster_member"},
-            },
-            {
-                "name": "Deploy the cluster",
-                "ansible.builtin.include_role": {"name": role, "tasks_from": "cluster"},
-            },
-        ],
-    }
+    play = {"hosts": "tiny_cluster", "gather_facts": False, "tasks": tasks}
     playbook.write_text(json.dumps([play]))
     env = dict(
         os.environ,
@@ -167,12 +177,14 @@ def run_role(tmp_path: Path, inventory: Path, during=None) -> dict:
         output = json.loads(stdout)
     except ValueError:
         pytest.fail(f"ansible-playbook printed no JSON:\n{stdout}\n{stderr}")
-    tasks: dict[str, dict] = {}
+    results: dict[str, dict] = {}
     for task in output["plays"][0]["tasks"]:
-        # "llmops.gpu_serving.vllm_server : Name" -> "Name"
+        # "llmops.gpu_serving.vllm_server : Name" -> "Name"; a name that runs more than once
+        # (the container task: check pass, start, a follower's re-read) keeps every run.
         name = task["task"]["name"].rpartition(" : ")[2]
-        tasks.setdefault(name, {}).update(task["hosts"])
-    return tasks
+        results.setdefault(name, {}).update(task["hosts"])
+        results.setdefault(f"{name} #runs", []).append(task["hosts"])
+    return results
 
 
 def kill_after_join(name: str, deadline_seconds: float = 900) -> None:
@@ -214,13 +226,19 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
 
     # The same deploy, undisturbed: both members start together and the head serves.
     tasks = run_role(tmp_path, cluster["inventory"])
-    started = tasks["Converge the vLLM container (started)"]
+    # The container task ran three times: the check pass, the start, the follower's re-read.
+    check, started, reread = tasks["Converge the vLLM container (started) #runs"]
     for result in tasks["Fail the cluster's change with every member's reason"].values():
         assert result.get("skipped") is True
     for host in ("node-a", "node-b"):
         assert started[host]["changed"] is True
         assert "kind" not in started[host], started[host].get("msg")
     assert started["node-b"]["cluster"]["join"]["joined"] is True
+    assert check["node-a"]["changed"] is True
+    # Read again once the head served: the follower's own ranks' figures are in its log now.
+    assert list(reread) == ["node-b"]
+    assert reread["node-b"]["changed"] is False
+    assert reread["node-b"]["memory"]["kv_cache_gib"] == 1.0
     assert started["node-a"]["smoke_test"]["passed"] is True
     status, body = http(
         cluster["port"],
@@ -231,8 +249,28 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     assert status == 200, body
     ids = {name: container_id(name) for name in (head, follower)}
 
+    # The report of each member: its role, node and ranks.
+    reports = {
+        host: json.loads((cluster["models"][host].parent / "serving.json").read_text())
+        for host in ("node-a", "node-b")
+    }
+    assert reports["node-a"]["cluster"]["layout"]["role"] == "head"
+    assert reports["node-b"]["cluster"]["memory"]["ranks"] == [1]
+
+    # The audit: the head still serves the layout's world, the follower is still joined.
+    tasks = run_role(tmp_path, cluster["inventory"], tasks=AUDIT)
+    audit = tasks["Record the audit of this host"]
+    assert audit["node-a"]["ansible_facts"]["__vllm_server_audit"]["cluster"] == (
+        "tiny_cluster head node 0/2"
+    )
+    assert audit["node-b"]["ansible_facts"]["__vllm_server_audit"]["cluster"] == (
+        "tiny_cluster follower node 1/2 joined"
+    )
+
     # Again: the check pass finds nothing to change, so nothing is recreated.
     tasks = run_role(tmp_path, cluster["inventory"])
+    check, started, _ = tasks["Converge the vLLM container (started) #runs"]
     for host in ("node-a", "node-b"):
-        assert tasks["Converge the vLLM container (started)"][host]["changed"] is False
+        assert check[host]["changed"] is False
+        assert started[host]["changed"] is False
     assert {name: container_id(name) for name in (head, follower)} == ids

@@ -168,3 +168,17 @@ def test_persistence_daemon_is_enabled_and_running(host):
     exec_start = host.check_output("systemctl show -p ExecStart nvidia-persistenced")
     assert "--persistence-mode" in exec_start
     assert "--no-persistence-mode" not in exec_start
+
+
+def test_retired_repository_key_is_no_longer_trusted(host):
+    # prepare.yml trusted a stand-in for NVIDIA's retired key on debian12, alone in a file of
+    # trusted.gpg.d and beside Docker's key in the legacy keyring.
+    if is_hgx(host):
+        pytest.skip("the retired key was put on the debian12 host")
+    assert not host.file("/etc/apt/trusted.gpg.d/cuda-retired.gpg").exists
+    keys = host.check_output(
+        "home=$(mktemp -d) && gpg --homedir $home --show-keys --with-colons /etc/apt/trusted.gpg;"
+        " rc=$?; rm -rf $home; exit $rc"
+    )
+    assert VENDOR_VARS["vendor_repo_nct_key_fingerprint"] not in keys
+    assert VENDOR_VARS["vendor_repo_docker_key_fingerprint"] in keys

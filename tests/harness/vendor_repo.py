@@ -600,6 +600,11 @@ def cuda_runfile(release: str) -> tuple[str, bytes]:
     an ELF libcudart stub, logging to /var/log/cuda-installer.log. Where the real installer would
     turn interactive (no --silent) or install its bundled driver (--driver, or --silent without
     --toolkit) the simulation exits non-zero: the roles must never get there.
+
+    Like the real installer it needs libxml2 (its cuda-installer binary links libxml2.so.2:
+    "error while loading shared libraries: libxml2.so.2", conda-forge/cudatoolkit-dev-feedstock
+    #78) and stops without gcc unless --override skips the compiler check (spack/spack#14758
+    runs it with --override for that reason).
     """
     bundled_driver, cudart = {"12.4.1": ("550.54.15", "12.4.127")}[release]
     major, minor, _patch = release.split(".")
@@ -619,20 +624,30 @@ LOG=/var/log/cuda-installer.log
 log() {{ echo "[$1]: $2" >> "$LOG"; }}
 fail() {{ log ERROR "$1"; echo "$1" >&2; exit 1; }}
 : > "$LOG" 2>/dev/null || {{ echo "cannot write $LOG: run as root" >&2; exit 1; }}
-silent=0; toolkit=0; toolkitpath={prefix}
+silent=0; toolkit=0; override=0; toolkitpath={prefix}
 for arg in "$@"; do
   log INFO "Option: $arg"
   case "$arg" in
     --silent) silent=1 ;;
     --toolkit) toolkit=1 ;;
+    --override) override=1 ;;
     --toolkitpath=*) toolkitpath="${{arg#--toolkitpath=}}" ;;
     --tmpdir=*) [ -d "${{arg#--tmpdir=}}" ] || fail "--tmpdir: no directory ${{arg#--tmpdir=}}" ;;
-    --defaultroot=*|--no-opengl-libs|--no-drm|--no-man-page|--override) ;;
+    --defaultroot=*|--no-opengl-libs|--no-drm|--no-man-page) ;;
     --driver|-m=kernel|-m=kernel-open) fail "Refusing to install the bundled driver \
 {bundled_driver} (simulated runfile: roles must install the toolkit only)" ;;
     *) fail "Unknown option: $arg" ;;
   esac
 done
+if ! ls /usr/lib/*-linux-gnu/libxml2.so.2 /lib/*-linux-gnu/libxml2.so.2 >/dev/null 2>&1; then
+  echo "./cuda-installer: error while loading shared libraries: libxml2.so.2: cannot open \
+shared object file: No such file or directory" >&2
+  exit 127
+fi
+if [ "$override" = 0 ] && ! command -v gcc >/dev/null 2>&1; then
+  log ERROR "Missing gcc. gcc is required to continue."
+  fail "Failed to verify gcc version. See log at $LOG for details."
+fi
 [ "$silent" = 1 ] || fail "Interactive installation needs a terminal; pass --silent"
 [ "$toolkit" = 1 ] || fail "--silent without --toolkit would install the bundled driver \
 {bundled_driver}; refusing (simulated runfile)"
@@ -1062,6 +1077,7 @@ DEBIAN_MIRROR_GROUPS = (
     ("rsync", "acl"),  # model_sync transfers; become_user to the unprivileged model owner
     ("python3-venv", "python3-pip"),  # model_sync's huggingface_hub virtualenv
     ("unattended-upgrades",),  # present on Ubuntu hosts; the driver role configures it
+    ("libxml2", "gcc"),  # cuda_toolkit: what NVIDIA's runfile installer needs
 )
 
 # Per-release additions: Debian 13 splits the docker CLI out of docker.io into docker-cli (only

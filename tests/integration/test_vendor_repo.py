@@ -275,6 +275,25 @@ def test_cuda_runfile_is_published_at_nvidias_path_with_its_checksum(vendor_vars
     assert hashlib.sha256(content).hexdigest() == vendor_vars["vendor_repo_cuda_runfile_sha256"]
 
 
+def test_cuda_runfile_needs_libxml2_and_gcc_unless_overridden(host):
+    # The test images have neither: the installer fails to load, then stops at its gcc check.
+    toolkit = "--silent --toolkit --toolkitpath=/opt/prereq/cuda-12.4"
+    no_xml = host.sh(f"sh {RUNFILE} {toolkit}", check=False)
+    assert no_xml.returncode == 127
+    assert "libxml2.so.2: cannot open shared object file" in no_xml.stderr
+    host.sh("apt-get install -qq -y --no-install-recommends libxml2")
+    no_gcc = host.sh(f"sh {RUNFILE} {toolkit}", check=False)
+    assert no_gcc.returncode != 0
+    assert "Failed to verify gcc version" in no_gcc.stderr
+    assert (
+        "Missing gcc. gcc is required to continue."
+        in host.sh("cat /var/log/cuda-installer.log").stdout
+    )
+    assert host.sh("test -e /opt/prereq", check=False).returncode != 0
+    host.sh(f"sh {RUNFILE} {toolkit} --override && test -x /opt/prereq/cuda-12.4/bin/nvcc")
+    host.sh("rm -rf /opt/prereq && apt-get install -qq -y --no-install-recommends gcc")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

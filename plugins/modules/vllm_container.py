@@ -64,8 +64,9 @@ options:
       - V(rolled_back) puts the parked previous container back - removes O(name), renames
         C(<name>-llmops-previous) to O(name), starts it with O(restart_policy) and waits until
         it serves (a follower - until it joined), probing the port it publishes and judging it
-        by its own command line (its layout and served names). Without a parked container it removes O(name),
-        so a failed first deploy leaves nothing running. Check mode reports what it would do.
+        by its own command line (its layout and served names). Without a parked container it
+        removes O(name), so a failed first deploy leaves nothing running. Check mode reports
+        what it would do.
     type: str
     choices: [absent, present, stopped, started, committed, rolled_back]
     default: started

@@ -27,6 +27,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags impo
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
     parse_memory_report,
 )
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_metrics import live_load
 
 MANAGED_LABEL = "llmops.gpu_serving.vllm_container"
 PREVIOUS_SUFFIX = "-llmops-previous"
@@ -764,7 +765,8 @@ def verify_memory(
     the container was started by this run, so its log must hold the startup lines; for an
     older container an unchecked floor is only reported (its lines may have rotated away).
 
-    Returns memory (memory_summary()), metrics (cache_config_info labels or None),
+    Returns memory (memory_summary()), metrics (cache_config_info labels or None), live (the
+    running and waiting requests and KV-cache usage on the same page, vllm_metrics.live_load()),
     mismatches, budget ({expect, violations, unchecked, policy}), plan_comparison (None
     without a plan), warnings, and failure (None, or {kind, msg, proof} with kind
     budget_violation or budget_unverifiable).
@@ -826,6 +828,7 @@ def verify_memory(
     return {
         "memory": memory_summary(report),
         "metrics": cache_info,
+        "live": live_load(metrics_text) if metrics_text else None,
         "mismatches": mismatches,
         "budget": {
             "expect": expect,

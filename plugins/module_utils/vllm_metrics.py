@@ -60,8 +60,9 @@ def live_load(text: str) -> dict[str, Any]:
 
     Returns ``requests_running`` and ``requests_waiting`` (summed over engines),
     ``kv_cache_usage_pct`` (the fullest engine, in percent, 2 decimals), ``kv_cache_usage_metric``
-    (the metric it came from), ``engines`` (how many label sets reported running requests) and
-    ``missing`` (the figures the page did not have).
+    (the metric it came from), ``engines`` (how many label sets reported running requests),
+    ``summary`` (the three in one line, ``?`` for a missing one) and ``missing`` (the figures
+    the page did not have).
     """
     by_name: dict[str, list[float]] = {}
     for name, _labels, value in samples(text):
@@ -81,6 +82,14 @@ def live_load(text: str) -> dict[str, Any]:
         "kv_cache_usage_metric": usage_metric,
         "engines": len(by_name.get(RUNNING, [])),
     }
+
+    def shown(value: Any) -> str:
+        return "?" if value is None else str(value)
+
+    result["summary"] = (
+        f"{shown(result['requests_running'])} running, {shown(result['requests_waiting'])} "
+        f"waiting, KV {shown(result['kv_cache_usage_pct'])} %"
+    )
     result["missing"] = [
         label
         for label, key in (

@@ -665,6 +665,36 @@ metrics:
   description: Labels of C(vllm:cache_config_info) on C(/metrics); null when absent.
   returned: when O(state=started)
   type: dict
+live:
+  description:
+    - The server's load when it was verified, from the same C(/metrics) page (the
+      P(llmops.gpu_serving.vllm_live_load#filter) filter's figures), null when the page did not
+      answer. A figure the page lacks is null and named in C(missing).
+  returned: when O(state=started)
+  type: dict
+  contains:
+    requests_running:
+      description: Requests in the model's batches.
+      type: int
+    requests_waiting:
+      description: Requests queued.
+      type: int
+    kv_cache_usage_pct:
+      description: KV-cache usage of the fullest engine, percent.
+      type: float
+    kv_cache_usage_metric:
+      description: The metric the usage came from.
+      type: str
+    engines:
+      description: Engines that reported.
+      type: int
+    summary:
+      description: The three figures in one line, C(?) for a missing one.
+      type: str
+    missing:
+      description: The figures the page lacked.
+      type: list
+      elements: str
 metrics_mismatches:
   description: Disagreements between the log, C(/metrics) and the requested flags.
   returned: when O(state=started)
@@ -1384,6 +1414,7 @@ class VllmContainer:
         self.warnings.extend(checked["warnings"])
         self.result["memory"] = checked["memory"]
         self.result["metrics"] = checked["metrics"]
+        self.result["live"] = checked["live"]
         self.result["metrics_mismatches"] = checked["mismatches"]
         self.result["budget"] = checked["budget"]
         if checked["plan_comparison"] is not None:

@@ -260,6 +260,14 @@ def metrics_text() -> str:
         "# HELP vllm:num_requests_running Number of requests currently running on GPU.\n"
         "# TYPE vllm:num_requests_running gauge\n"
         f'vllm:num_requests_running{{model_name="{name}"}} 0.0\n'
+        # The load gauges as vLLM 0.8.x serves them (vllm-project/production-stack#318's page):
+        # an idle stand-in, nothing waiting, an empty KV cache.
+        "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+        "# TYPE vllm:num_requests_waiting gauge\n"
+        f'vllm:num_requests_waiting{{model_name="{name}"}} 0.0\n'
+        "# HELP vllm:gpu_cache_usage_perc GPU KV-cache usage. 1 means 100 percent usage.\n"
+        "# TYPE vllm:gpu_cache_usage_perc gauge\n"
+        f'vllm:gpu_cache_usage_perc{{model_name="{name}"}} 0.0\n'
     )
 
 

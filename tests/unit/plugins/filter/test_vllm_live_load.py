@@ -27,6 +27,7 @@ def test_the_real_032_engine_under_load():
         "kv_cache_usage_pct": 1.33,
         "kv_cache_usage_metric": "vllm:kv_cache_usage_perc",
         "engines": 1,
+        "summary": "12 running, 0 waiting, KV 1.33 %",
         "missing": [],
     }
 
@@ -59,6 +60,7 @@ def test_a_page_without_samples_has_no_figures():
     load = live_load(page("functionary-263_no-samples.txt"))
     assert load["requests_running"] is None
     assert load["kv_cache_usage_pct"] is None
+    assert load["summary"] == "? running, ? waiting, KV ? %"
     assert load["missing"] == [
         "vllm:num_requests_running",
         "vllm:num_requests_waiting",

@@ -259,3 +259,13 @@ def test_an_engine_that_died_after_health_fails_the_smoke_request_with_the_body_
     assert smoke_proof("coder", "no answer", "") == [
         "POST /v1/chat/completions (model coder): no answer"
     ]
+
+
+def test_the_verification_reports_the_live_load_of_the_same_metrics_page():
+    # The real 0.32.0 CPU engine's page with 12 requests running (tests/fixtures/vllm_metrics).
+    page = (FIXTURES / "vllm_metrics" / "vllm-0.32.0-cpu_12-running.txt").read_text()
+    checked = verify_memory(CPU_LINE, metrics_text=page, expect=None)
+    assert checked["live"]["requests_running"] == 12
+    assert checked["live"]["requests_waiting"] == 0
+    assert checked["live"]["kv_cache_usage_pct"] == 1.33
+    assert verify_memory(CPU_LINE, metrics_text=None, expect=None)["live"] is None

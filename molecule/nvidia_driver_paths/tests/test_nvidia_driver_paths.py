@@ -1,8 +1,10 @@
 """Verify where the nvidia_driver_paths converge left each host (the refusals themselves are
 asserted in the converge, on the role's failure messages).
 
-- debian12 went 550.127.05 -> (refused) -> 550.163.01 -> 550.144.03: it must hold exactly the
-  downgraded family, pinned and held, and run its module after a reboot.
+- debian12 went 550.127.05 -> (refused) -> 550.163.01 -> 550.144.03, then (refused while a
+  kernel without the module would boot next) to the open kernel module: it must hold exactly the
+  downgraded family with the open module package, pinned and held, and run the open module
+  after a reboot.
 - debian13 installed from NVIDIA's local repository package, then removed the driver: nothing of
   the driver, its repositories or its drift protections may be left.
 """
@@ -14,7 +16,7 @@ import pytest
 testinfra_hosts = ["all"]
 
 VERSION = "550.144.03"
-FAMILY = ["cuda-drivers-550", "nvidia-driver", "nvidia-kernel-dkms", "libcuda1", "nvidia-smi",
+FAMILY = ["cuda-drivers-550", "nvidia-driver", "nvidia-kernel-open-dkms", "libcuda1", "nvidia-smi",
           "nvidia-persistenced"]  # fmt: skip
 
 
@@ -46,9 +48,13 @@ def test_pin_names_the_downgraded_version(replaced):
 
 
 def test_replaced_host_runs_the_downgraded_module(replaced):
-    # Loaded at the last boot: the role rebooted after the downgrade.
+    # Loaded at the last boot: the role rebooted after the switch to the open module.
     loaded = replaced.file("/run/nvidia-sim/loaded-driver-version").content_string.strip()
     assert loaded == VERSION
+    proc = replaced.file("/proc/driver/nvidia/version").content_string
+    assert proc.startswith(f"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {VERSION}  ")
+    # The proprietary module package went when apt installed the open one (they conflict).
+    assert not replaced.package("nvidia-kernel-dkms").is_installed
     versions = replaced.check_output("nvidia-smi --query-gpu=driver_version --format=csv,noheader")
     assert versions.split() == [VERSION] * 4
     assert replaced.service("nvidia-persistenced").is_running

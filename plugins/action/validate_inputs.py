@@ -63,8 +63,10 @@ class ActionModule(ActionBase):
                 # A value that needs the host's facts (the kernel headers package) is checked
                 # by its role once the facts are there.
                 continue
-        report = check_inputs(specs, provided, sorted(task_vars))
         host = task_vars.get("inventory_hostname", "this host")
+        report = check_inputs(
+            specs, provided, sorted(task_vars), groups=task_vars.get("groups"), host=host
+        )
         result["changed"] = False
         if report.warnings:
             result["warnings"] = report.warnings

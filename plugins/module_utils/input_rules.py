@@ -23,7 +23,7 @@ import json
 import math
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.docker_daemon_json import (
@@ -365,12 +365,15 @@ def check_inputs(
     specs: Mapping[str, Mapping[str, Any]],
     provided: Mapping[str, Any],
     all_names: list[str] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    host: str | None = None,
 ) -> Report:
     """Check ``provided`` (variable -> value, as the play sees them) against the roles' specs.
 
     ``specs`` maps a role to its argument spec options; variables not in ``provided`` take the
     spec's default. ``all_names`` are the names of every variable the play defines, for the
-    did-you-mean warnings.
+    did-you-mean warnings. ``groups`` (the inventory's, as the play's ``groups``) and ``host``
+    check that a serving cluster's group exists and holds this host.
     """
     report = Report()
     options: dict[str, Mapping[str, Any]] = {}
@@ -397,6 +400,8 @@ def check_inputs(
         except Problem as problem:
             report.error(name, value, problem.accepted, problem.note, secret)
     _apply_rules(report, values)
+    if groups is not None:
+        _cluster_group_rule(report, values, groups, host)
     _batch_rule(report, provided)
     for name in all_names or []:
         warning = _near_miss(name, options)
@@ -680,6 +685,8 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
     if (
         ok("vllm_server_tensor_parallel_size")
         and ok("nvidia_driver_expected_gpus")
+        # A serving cluster's TP spans its hosts: the role checks each host's share of the ranks.
+        and not v.get("vllm_server_cluster_group")
         and v["nvidia_driver_expected_gpus"] > 0
         and v["vllm_server_tensor_parallel_size"] > v["nvidia_driver_expected_gpus"]
     ):
@@ -757,6 +764,23 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
         scaling = v["vllm_server_rope_scaling"]
         if not ("rope_type" in scaling or "type" in scaling):
             bad("vllm_server_rope_scaling", "a mapping with rope_type (and factor), or empty")
+    _cluster_rules(report, v, ok, bad)
+    at_least("nvidia_driver_apt_lock_timeout", 0, "a number of seconds >= 0")
+    if ok("nvidia_driver_repo_retired_keys"):
+        for key in v["nvidia_driver_repo_retired_keys"]:
+            if not _KEY_ID.match(str(key).replace(" ", "")):
+                report.error(
+                    "nvidia_driver_repo_retired_keys", key, "key IDs of 8, 16 or 40 hex digits"
+                )
+                break
+    if ok("nvidia_driver_kernel_headers_meta_package") and v[
+        "nvidia_driver_kernel_headers_meta_package"
+    ] not in ("", "auto"):
+        matches(
+            "nvidia_driver_kernel_headers_meta_package",
+            _PACKAGE,
+            "auto, empty (none) or a package name such as linux-headers-generic",
+        )
     if ok("vllm_server_extra_args"):
         _extra_args_rule(report, v["vllm_server_extra_args"])
     if ok("vllm_server_env"):
@@ -858,6 +882,84 @@ def _model_rules(report: Report, models: list[dict], base_dir: str) -> None:  # 
             )
             return
         seen[key] = index
+
+
+_KEY_ID = re.compile(r"^(0x)?([0-9A-Fa-f]{8}|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{40})$")
+# A Linux interface name (at most 15 characters), or the lists and prefixes NCCL_SOCKET_IFNAME
+# takes: a comma list, ^ to exclude, = for exact names (NCCL's environment variable docs).
+_IFNAME = re.compile(r"^[=^]?[A-Za-z0-9_.:-]{1,15}(,[A-Za-z0-9_.:-]{1,15})*$")
+_HOST = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_NETWORK_MODE = re.compile(r"^(host|bridge|none|container:\S+|[A-Za-z0-9][A-Za-z0-9_.-]*)$")
+
+
+def _cluster_rules(report: Report, v: Mapping[str, Any], ok: Any, bad: Any) -> None:
+    """The serving cluster's variables (vllm_server_cluster_*, vllm_server_network_mode)."""
+    if ok("vllm_server_cluster_master_port") and not (
+        1 <= v["vllm_server_cluster_master_port"] <= 65535
+    ):
+        bad("vllm_server_cluster_master_port", "a TCP port 1-65535")
+    if ok("vllm_server_cluster_pipeline_parallel_size") and (
+        v["vllm_server_cluster_pipeline_parallel_size"] < 1
+    ):
+        bad("vllm_server_cluster_pipeline_parallel_size", "an integer >= 1")
+    if ok("vllm_server_cluster_join_settle") and v["vllm_server_cluster_join_settle"] < 0:
+        bad("vllm_server_cluster_join_settle", "a number of seconds >= 0")
+    for name in ("vllm_server_cluster_master_addr", "vllm_server_cluster_host_ip"):
+        if ok(name) and v[name] != "" and not (_is_ip(v[name]) or _HOST.match(v[name])):
+            bad(name, "an IP address or host name, without a port (or empty)")
+    if (
+        ok("vllm_server_cluster_socket_ifname")
+        and v["vllm_server_cluster_socket_ifname"] != ""
+        and not _IFNAME.match(v["vllm_server_cluster_socket_ifname"])
+    ):
+        bad(
+            "vllm_server_cluster_socket_ifname",
+            "an interface name such as eth0 or ens5 (or a comma list; or empty)",
+        )
+    if (
+        ok("vllm_server_network_mode")
+        and v["vllm_server_network_mode"] != ""
+        and not _NETWORK_MODE.match(v["vllm_server_network_mode"])
+    ):
+        bad("vllm_server_network_mode", "host, bridge, none or a Docker network name (or empty)")
+    if (
+        v.get("vllm_server_cluster_group")
+        and v.get("vllm_server_cluster_backend") == "ray"
+        and ok("vllm_server_cluster_host_ip")
+        and v["vllm_server_cluster_host_ip"] == ""
+    ):
+        bad(
+            "vllm_server_cluster_host_ip",
+            "this host's address (VLLM_HOST_IP), set per host with vllm_server_cluster_backend=ray",
+        )
+    if v.get("vllm_server_cluster_head") and not v.get("vllm_server_cluster_group"):
+        bad(
+            "vllm_server_cluster_head",
+            "empty unless vllm_server_cluster_group names the cluster's inventory group",
+        )
+
+
+def _cluster_group_rule(
+    report: Report, v: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str | None
+) -> None:
+    name = v.get("vllm_server_cluster_group")
+    if not name or "vllm_server_cluster_group" in report.failed:
+        return
+    members = list(groups.get(name) or [])
+    if len(members) < 2 or (host is not None and host not in members):
+        where = f"{len(members)} host(s)" if name in groups else "no such group"
+        report.error(
+            "vllm_server_cluster_group",
+            name,
+            "an inventory group of two or more hosts that holds this host",
+            where,
+        )
+        return
+    head = v.get("vllm_server_cluster_head")
+    if head and head not in members:
+        report.error("vllm_server_cluster_head", head, f"a host of group {name}", "not in it")
 
 
 def _is_ip(text: str) -> bool:

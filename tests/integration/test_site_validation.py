@@ -153,6 +153,32 @@ YAML_CASES = [
     # vllm_server
     ("vs_port_zero", {"vllm_server_port": 0}, "vllm_server_port must be a TCP port 1-65535"),
     ("vs_port_big", {"vllm_server_port": 65536}, "vllm_server_port must be a TCP port 1-65535"),
+    # the serving cluster (issue 18) and the driver's newer variables (issue 16)
+    (
+        "vs_cluster_port",
+        {"vllm_server_cluster_master_port": 70000},
+        "vllm_server_cluster_master_port must be a TCP port 1-65535",
+    ),
+    (
+        "vs_cluster_group",
+        {"vllm_server_cluster_group": "no_such_group"},
+        "vllm_server_cluster_group must be an inventory group of two or more hosts",
+    ),
+    (
+        "vs_cluster_ifname",
+        {"vllm_server_cluster_socket_ifname": "eth 0"},
+        "vllm_server_cluster_socket_ifname must be an interface name",
+    ),
+    (
+        "nd_lock_timeout",
+        {"nvidia_driver_apt_lock_timeout": -1},
+        "nvidia_driver_apt_lock_timeout must be a number of seconds >= 0",
+    ),
+    (
+        "nd_retired_key",
+        {"nvidia_driver_repo_retired_keys": ["xyz"]},
+        "nvidia_driver_repo_retired_keys must be key IDs",
+    ),
     ("vs_util_big", {"vllm_server_gpu_memory_utilization": 1.5}, "vllm_server_gpu_memory_util"),
     ("vs_util_zero", {"vllm_server_gpu_memory_utilization": 0}, "vllm_server_gpu_memory_util"),
     ("vs_tp_zero", {"vllm_server_tensor_parallel_size": 0}, "vllm_server_tensor_parallel_size"),

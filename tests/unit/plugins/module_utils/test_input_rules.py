@@ -223,3 +223,135 @@ def test_benchmark_variables_are_checked(provided, expected):
 )
 def test_unset_thresholds_and_typed_values_pass(provided):
     assert check_inputs(ALL_ENTRY_POINTS, provided).errors == []
+
+
+# --- the serving cluster's and the driver's newer variables ------------------------------------
+@pytest.mark.parametrize(
+    ("provided", "expected"),
+    [
+        (
+            {"vllm_server_cluster_master_port": 70000},
+            "vllm_server_cluster_master_port must be a TCP port 1-65535; got 70000",
+        ),
+        (
+            {"vllm_server_cluster_pipeline_parallel_size": "0"},
+            "vllm_server_cluster_pipeline_parallel_size must be an integer >= 1; got 0",
+        ),
+        (
+            {"vllm_server_cluster_join_settle": -1},
+            "vllm_server_cluster_join_settle must be a number of seconds >= 0; got -1",
+        ),
+        (
+            {"vllm_server_cluster_master_addr": "10.0.0.1:29500"},
+            "vllm_server_cluster_master_addr must be an IP address or host name, without a port",
+        ),
+        (
+            {"vllm_server_cluster_socket_ifname": "eth 0"},
+            "vllm_server_cluster_socket_ifname must be an interface name such as eth0",
+        ),
+        (
+            {"vllm_server_network_mode": "my net"},
+            "vllm_server_network_mode must be host, bridge, none or a Docker network name",
+        ),
+        (
+            {"vllm_server_cluster_group": "tiny", "vllm_server_cluster_backend": "ray"},
+            "vllm_server_cluster_host_ip must be this host's address (VLLM_HOST_IP)",
+        ),
+        (
+            {"vllm_server_cluster_head": "gpu-a"},
+            "vllm_server_cluster_head must be empty unless vllm_server_cluster_group names",
+        ),
+        (
+            {"nvidia_driver_apt_lock_timeout": -5},
+            "nvidia_driver_apt_lock_timeout must be a number of seconds >= 0; got -5",
+        ),
+        (
+            {"nvidia_driver_repo_retired_keys": ["7FA2AF8"]},
+            "nvidia_driver_repo_retired_keys must be key IDs of 8, 16 or 40 hex digits; got "
+            "'7FA2AF8'",
+        ),
+        (
+            {"nvidia_driver_kernel_headers_meta_package": "Linux Headers"},
+            "nvidia_driver_kernel_headers_meta_package must be auto, empty (none) or a package",
+        ),
+    ],
+)
+def test_cluster_and_driver_variables_are_checked(provided, expected):
+    (error,) = errors(**provided)
+    assert error.startswith(expected), error
+
+
+def test_valid_cluster_and_driver_values_pass():
+    assert (
+        errors(
+            vllm_server_cluster_group="tiny",
+            vllm_server_cluster_master_addr="gpu-a.example.internal",
+            vllm_server_cluster_host_ip="10.0.0.7",
+            vllm_server_cluster_socket_ifname="^docker,lo",
+            vllm_server_cluster_backend="ray",
+            vllm_server_network_mode="host",
+            nvidia_driver_repo_retired_keys=["7fa2af80", "A4B469963BF863CC"],
+            nvidia_driver_kernel_headers_meta_package="linux-headers-generic",
+        )
+        == []
+    )
+
+
+def test_a_clusters_tensor_parallel_size_spans_its_hosts():
+    # TP 8 over two 4-GPU hosts: the per-host check belongs to the role, not this rule.
+    assert errors(vllm_server_tensor_parallel_size=8, nvidia_driver_expected_gpus=4) == [
+        "vllm_server_tensor_parallel_size must be at most nvidia_driver_expected_gpus (4); got 8"
+    ]
+    assert (
+        errors(
+            vllm_server_tensor_parallel_size=8,
+            nvidia_driver_expected_gpus=4,
+            vllm_server_cluster_group="tiny",
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("groups", "host", "head", "expected"),
+    [
+        ({"tiny": ["gpu-a", "gpu-b"]}, "gpu-a", "", []),
+        ({"tiny": ["gpu-a", "gpu-b"]}, "gpu-a", "gpu-b", []),
+        (
+            {},
+            "gpu-a",
+            "",
+            [
+                "vllm_server_cluster_group must be an inventory group of two or more hosts that "
+                "holds this host; got 'tiny' (no such group)"
+            ],
+        ),
+        (
+            {"tiny": ["gpu-a"]},
+            "gpu-a",
+            "",
+            [
+                "vllm_server_cluster_group must be an inventory group of two or more hosts that "
+                "holds this host; got 'tiny' (1 host(s))"
+            ],
+        ),
+        (
+            {"tiny": ["gpu-b", "gpu-c"]},
+            "gpu-a",
+            "",
+            [
+                "vllm_server_cluster_group must be an inventory group of two or more hosts that "
+                "holds this host; got 'tiny' (2 host(s))"
+            ],
+        ),
+        (
+            {"tiny": ["gpu-a", "gpu-b"]},
+            "gpu-a",
+            "gpu-z",
+            ["vllm_server_cluster_head must be a host of group tiny; got 'gpu-z' (not in it)"],
+        ),
+    ],
+)
+def test_the_cluster_group_must_exist_and_hold_this_host(groups, host, head, expected):
+    provided = {"vllm_server_cluster_group": "tiny", "vllm_server_cluster_head": head}
+    assert check_inputs(SPECS, provided, groups=groups, host=host).errors == expected

@@ -472,13 +472,13 @@ def _kv_geometry(
     kv_dtype_bytes = KV_CACHE_DTYPE_BYTES[kv_cache_dtype] or dtype_bytes
 
     attention_layers = _attention_layer_count(cfg, notes)
-    num_heads = _first_int(cfg, ATTENTION_HEAD_KEYS)
+    num_heads = _first_int(cfg, ATTENTION_HEAD_KEYS, positive=True)
     mla = cfg.get("kv_lora_rank") is not None
     if mla:
-        rope_dim = _first_int(cfg, ("qk_rope_head_dim",))
+        rope_dim = _first_int(cfg, ("qk_rope_head_dim",), positive=True)
         if rope_dim is None:
             raise ValueError("MLA config (kv_lora_rank set) lacks qk_rope_head_dim")
-        head_dim = int(cfg["kv_lora_rank"]) + rope_dim
+        head_dim = (_first_int(cfg, ("kv_lora_rank",), positive=True) or 0) + rope_dim
         kv_heads_per_gpu = 1
         factor = 1
         if kv_dtype_bytes == 1:
@@ -492,13 +492,13 @@ def _kv_geometry(
                 "model config lacks the attention head count (one of "
                 f"{', '.join(ATTENTION_HEAD_KEYS)})"
             )
-        kv_heads = _first_int(cfg, KV_HEAD_KEYS)
+        kv_heads = _first_int(cfg, KV_HEAD_KEYS, positive=True)
         if kv_heads is None:
             # No GQA key: multi-query models say so with a flag, the rest are plain MHA.
             kv_heads = 1 if cfg.get("multi_query") else num_heads
-        head_dim = _first_int(cfg, HEAD_DIM_KEYS)
+        head_dim = _first_int(cfg, HEAD_DIM_KEYS, positive=True)
         if head_dim is None:
-            hidden = _first_int(cfg, HIDDEN_SIZE_KEYS)
+            hidden = _first_int(cfg, HIDDEN_SIZE_KEYS, positive=True)
             if hidden is None:
                 raise ValueError(
                     "model config has neither head_dim nor hidden_size (one of "
@@ -531,7 +531,7 @@ def _kv_geometry(
 
 
 def _attention_layer_count(cfg: Mapping[str, Any], notes: list[str]) -> int:
-    layers = _first_int(cfg, LAYER_COUNT_KEYS)
+    layers = _first_int(cfg, LAYER_COUNT_KEYS, positive=True)
     if layers is None:
         raise ValueError(
             f"model config lacks the layer count (one of {', '.join(LAYER_COUNT_KEYS)})"
@@ -585,18 +585,26 @@ def _estimate_activation_gib(
     return (forward + sampler) / GIB
 
 
-def _first_int(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+def _first_int(
+    cfg: Mapping[str, Any], keys: tuple[str, ...], *, positive: bool = False
+) -> int | None:
+    """The first of ``keys`` the config has, as an int; ``positive``: 0 or less is refused."""
     for key in keys:
         value = cfg.get(key)
         if value is None or isinstance(value, bool):
             continue
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
-        raise ValueError(f"model config key {key} must be an integer, got {value!r}")
+        integral_float = isinstance(value, float) and value.is_integer()
+        digits = isinstance(value, str) and value.strip().isdigit()
+        if isinstance(value, int) or integral_float or digits:
+            number = int(value)
+        else:
+            raise ValueError(f"model config key {key} must be an integer, got {value!r}")
+        if positive and number <= 0:
+            raise ValueError(
+                f"model config key {key} must be a positive integer, got {value!r}: "
+                "config.json is damaged or not a model's"
+            )
+        return number
     return None
 
 

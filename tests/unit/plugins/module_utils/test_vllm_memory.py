@@ -554,3 +554,22 @@ def test_constants_match_the_documented_calibration():
     assert vllm_memory.FORWARD_ACTIVATION_FACTOR == 16
     assert vllm_memory.SAMPLER_FLOAT32_COPIES == 8
     assert vllm_memory.BLOCK_SIZES == (1, 8, 16, 32, 64, 128)
+
+
+@pytest.mark.parametrize(
+    "key", ["num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers"]
+)
+def test_a_zero_in_the_geometry_names_the_config_key(key):
+    config = {**load("qwen3-30b-a3b"), key: 0}
+    with pytest.raises(
+        ValueError, match=f"model config key {key} must be a positive integer, got 0"
+    ):
+        plan_memory(config, gpu_memory_gib=21.66, weights_bytes=QWEN3_30B_A3B_WEIGHTS)
+
+
+def test_a_zero_mla_rank_names_the_config_key():
+    config = {**load("deepseek-v3"), "kv_lora_rank": 0}
+    with pytest.raises(
+        ValueError, match="model config key kv_lora_rank must be a positive integer"
+    ):
+        kv_bytes_per_token(config, 8)

@@ -27,7 +27,10 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags impo
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
     parse_memory_report,
 )
-from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_metrics import live_load
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_metrics import (
+    live_load,
+    samples,
+)
 
 MANAGED_LABEL = "llmops.gpu_serving.vllm_container"
 PREVIOUS_SUFFIX = "-llmops-previous"
@@ -624,16 +627,15 @@ def check_budget(
     return violations, unchecked
 
 
-_METRIC_LINE_RE = re.compile(r"^vllm:cache_config_info\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)", re.M)
-_METRIC_LABEL_RE = re.compile(r'(?P<key>[A-Za-z_][A-Za-z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+CACHE_CONFIG_INFO = "vllm:cache_config_info"
 
 
 def parse_cache_config_info(metrics_text: str) -> dict[str, str] | None:
     """The labels of ``vllm:cache_config_info`` in a Prometheus /metrics page (first engine)."""
-    match = _METRIC_LINE_RE.search(metrics_text or "")
-    if not match:
-        return None
-    return {label["key"]: label["value"] for label in _METRIC_LABEL_RE.finditer(match["labels"])}
+    return next(
+        (labels for name, labels, _value in samples(metrics_text) if name == CACHE_CONFIG_INFO),
+        None,
+    )
 
 
 def _as_int(text: Any) -> int | None:

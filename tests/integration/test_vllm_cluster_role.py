@@ -3,16 +3,33 @@
 Both hosts of the inventory group are this machine (connection local), each with its own
 container name and its own copy of the weights, as two real hosts have; the containers meet on a
 Docker bridge network this test creates (vllm_server_network_mode) and run the real CPU engine,
-vLLM 0.32.0, with TP 2 across them. The play runs the role's cluster tasks (tasks_from
-cluster_member, then cluster): the preflight, the check pass, the start of every member at once,
-then the commit, or the rollback of every member and one failure that names each member's
-cause. The Docker and GPU tasks of the role's main entry are left out: they would install the
-Docker SDK on this machine.
+vLLM 0.32.0 (`vllm serve ... --nnodes 2 --distributed-executor-backend mp`, the follower
+`--headless`), with TP 2 across them, Gloo over their eth0. The play runs the role's cluster
+tasks (tasks_from cluster_member, then cluster): the preflight, the check pass, the start of
+every member at once, then the commit, or the rollback of every member and one failure that
+names each member's cause. The Docker and GPU tasks of the role's main entry are left out: they
+would install the Docker SDK on this machine. Every line, failure and answer is the engine's own.
 
-Two engine-pair starts, no more: a first deploy whose follower is killed right after it joined
-(every member rolled back, nothing left running), then the deploy undisturbed (served, the
-previous containers committed), whose re-run changes nothing. A manifest that differs between
-the hosts is refused before anything starts.
+One engine lifecycle, two engine-pair starts, no more (each start costs ~45-80 s on two busy
+cores), checked at both levels, the role's tasks and the vllm_container results they register:
+
+1. check mode on fresh hosts: both would change (the follower's argv ends `--headless`, node
+   rank 1; the mp backend, world size 2), nothing is created;
+2. a first deploy whose follower is killed (`docker kill`) right after it joined: the follower
+   is classified ``killed`` from its exit (137, no error line), the head ``cluster_peer_lost``
+   from Gloo's ``Connection closed by peer``, every member is rolled back, nothing is left
+   running and the play fails once naming each member's cause;
+3. the deploy again, undisturbed: the follower joined (its ``rank 1 in world size 2 is assigned
+   as`` line), the head serves with the world size of the layout and the KV tokens the planner
+   predicts for one KV head per rank, a real chat completion; each member's report and the audit
+   name its role and node; a re-run changes nothing; check mode of a change would recreate both
+   members and touches neither.
+
+A manifest that differs between the hosts is refused before anything starts.
+
+Two traps of one machine (tests/fixtures/vllm_logs/SOURCES.md, "Two nodes"): both containers
+with --ipc host hung the join, so they get --shm-size; and TORCHDYNAMO_DISABLE=1, since TP 2
+compiles the vocab-parallel embedding at the first request and the image has no Python.h.
 """
 
 from __future__ import annotations
@@ -31,6 +48,8 @@ from pathlib import Path
 import pytest
 from vllm_it import PREVIOUS_SUFFIX, REPO_ROOT, container_id, docker, free_port, http
 
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import plan_memory
+
 pytestmark = pytest.mark.docker
 
 VERSION = "0.32.0"
@@ -38,6 +57,8 @@ IMAGE = f"llmops-test/vllm-cpu:{VERSION}"
 MODEL = REPO_ROOT / "tests/output/models/llmops-test/tiny-qwen3-moe"
 MANIFEST = ".llmops-manifest.json"
 JOINED_LINE = "rank 1 in world size 2 is assigned as"
+KV_SPACE_GIB = 1
+MAX_MODEL_LEN = 2048
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -84,14 +105,17 @@ def cluster(tmp_path):
         "vllm_server_ipc_mode": "",
         # Two "hosts" on one machine must not share one IPC namespace (SOURCES.md, "Two nodes").
         "vllm_server_shm_size": "1g",
-        "vllm_server_env": {"VLLM_CPU_KVCACHE_SPACE": "1", "TORCHDYNAMO_DISABLE": "1"},
+        "vllm_server_env": {
+            "VLLM_CPU_KVCACHE_SPACE": str(KV_SPACE_GIB),
+            "TORCHDYNAMO_DISABLE": "1",
+        },
         "vllm_server_model_container_path": "/llmops-test/tiny-qwen3-moe",
         "vllm_server_served_model_name": "tiny",
         "vllm_server_port": port,
         "vllm_server_bind_address": "127.0.0.1",
         "vllm_server_tensor_parallel_size": 2,
         "vllm_server_dtype": "bfloat16",
-        "vllm_server_max_model_len": 2048,
+        "vllm_server_max_model_len": MAX_MODEL_LEN,
         "vllm_server_max_num_batched_tokens": 2048,
         "vllm_server_block_size": 128,
         "vllm_server_swap_space": 0,
@@ -151,7 +175,7 @@ AUDIT = [
 ]
 
 
-def run_role(tmp_path: Path, inventory: Path, during=None, tasks=DEPLOY) -> dict:
+def run_role(tmp_path: Path, inventory: Path, *flags: str, during=None, tasks=DEPLOY) -> dict:
     """The role's cluster tasks on both hosts; returns {task name: {host: result}}."""
     playbook = tmp_path / f"cluster-{uuid.uuid4().hex[:6]}.yml"
     play = {"hosts": "tiny_cluster", "gather_facts": False, "tasks": tasks}
@@ -163,7 +187,7 @@ def run_role(tmp_path: Path, inventory: Path, during=None, tasks=DEPLOY) -> dict
         ANSIBLE_NOCOLOR="true",
     )
     process = subprocess.Popen(
-        ["ansible-playbook", "-i", str(inventory), "-f", "2", str(playbook)],
+        ["ansible-playbook", "-i", str(inventory), "-f", "2", *flags, str(playbook)],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -187,14 +211,18 @@ def run_role(tmp_path: Path, inventory: Path, during=None, tasks=DEPLOY) -> dict
     return results
 
 
-def kill_after_join(name: str, deadline_seconds: float = 900) -> None:
+def kill_after_join(name: str, deadline_seconds: float = 900) -> dict:
+    """Kill the follower as soon as its log proves the join; return what was seen."""
+    seen = {"killed": False}
     end = time.monotonic() + deadline_seconds
     while time.monotonic() < end:
         logs = docker("logs", name, check=False)
         if JOINED_LINE in logs.stdout + logs.stderr:
             docker("kill", name, check=False)
-            return
+            seen["killed"] = True
+            break
         time.sleep(0.2)
+    return seen
 
 
 def test_cluster_role_refuses_different_weights(tmp_path, cluster):
@@ -211,15 +239,50 @@ def test_cluster_role_refuses_different_weights(tmp_path, cluster):
 
 def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     head, follower = cluster["hosts"]["node-a"], cluster["hosts"]["node-b"]
+    config = json.loads((MODEL / "config.json").read_text())
+    plan = plan_memory(
+        config,
+        tensor_parallel_size=2,
+        dtype="bfloat16",
+        max_model_len=MAX_MODEL_LEN,
+        block_size=128,
+        kv_cache_gib=KV_SPACE_GIB,
+    )
+    # Each of the two ranks holds one of the model's two KV heads: half the bytes per token.
+    assert plan["kv_bytes_per_token"] == 512
+
+    # Check mode on fresh hosts: both would change, nothing is created.
+    tasks = run_role(tmp_path, cluster["inventory"], "--check")
+    (check,) = tasks["Converge the vLLM container (started) #runs"]
+    for host in ("node-a", "node-b"):
+        assert check[host]["changed"] is True, check[host]
+    follower_args = check["node-b"]["args"]
+    assert follower_args[-1] == "--headless"
+    assert follower_args[follower_args.index("--node-rank") + 1] == "1"
+    assert check["node-a"]["cluster"]["backend"] == "mp"
+    assert check["node-a"]["cluster"]["layout"]["world_size"] == 2
+    for name in (head, follower):
+        assert container_id(name) is None
 
     # A first deploy whose follower dies during startup: every member rolled back, one failure.
-    tasks = run_role(tmp_path, cluster["inventory"], during=lambda: kill_after_join(follower))
+    killer: dict = {}
+    tasks = run_role(
+        tmp_path, cluster["inventory"], during=lambda: killer.update(kill_after_join(follower))
+    )
+    assert killer["killed"] is True, "the follower never logged its join"
     failed = tasks["Fail the cluster's change with every member's reason"]
     for host in ("node-a", "node-b"):
         message = failed[host]["msg"]
         assert "every member was rolled back" in message
         assert "node-b killed" in message, message
         assert "node-a cluster_peer_lost" in message, message
+    # What vllm_container itself found on each member.
+    started = tasks["Converge the vLLM container (started) #runs"][1]
+    assert started["node-b"]["kind"] == "killed", started["node-b"]["msg"]
+    assert started["node-b"]["exit_code"] == 137
+    assert "128 + SIGKILL" in started["node-b"]["proof"][0]
+    assert started["node-a"]["kind"] == "cluster_peer_lost", started["node-a"]["msg"]
+    assert any("Connection closed by peer" in line for line in started["node-a"]["proof"])
     for name in (head, follower):
         assert container_id(name) is None
         assert container_id(name + PREVIOUS_SUFFIX) is None
@@ -234,11 +297,18 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
         assert started[host]["changed"] is True
         assert "kind" not in started[host], started[host].get("msg")
     assert started["node-b"]["cluster"]["join"]["joined"] is True
+    assert JOINED_LINE in started["node-b"]["cluster"]["join"]["proof"][0]
+    assert started["node-a"]["cluster"]["memory"]["ranks"] == [0]
     assert check["node-a"]["changed"] is True
+    # The head's log: the KV tokens of 1 GiB at the planner's 512 bytes per token and rank.
+    assert started["node-a"]["memory"]["kv_cache_tokens"] == (
+        KV_SPACE_GIB * 2**30 // plan["kv_bytes_per_token"]
+    )
     # Read again once the head served: the follower's own ranks' figures are in its log now.
     assert list(reread) == ["node-b"]
     assert reread["node-b"]["changed"] is False
     assert reread["node-b"]["memory"]["kv_cache_gib"] == 1.0
+    assert reread["node-b"]["cluster"]["memory"]["ranks"] == [1]
     assert started["node-a"]["smoke_test"]["passed"] is True
     status, body = http(
         cluster["port"],
@@ -247,6 +317,7 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
         timeout=90,
     )
     assert status == 200, body
+    assert json.loads(body)["system_fingerprint"].startswith(f"vllm-{VERSION}-tp2")
     ids = {name: container_id(name) for name in (head, follower)}
 
     # The report of each member: its role, node and ranks.
@@ -267,10 +338,27 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
         "tiny_cluster follower node 1/2 joined"
     )
 
-    # Again: the check pass finds nothing to change, so nothing is recreated.
+    # Again: the check pass finds nothing to change, so nothing is recreated; the follower is
+    # judged by its log again.
     tasks = run_role(tmp_path, cluster["inventory"])
     check, started, _ = tasks["Converge the vLLM container (started) #runs"]
     for host in ("node-a", "node-b"):
         assert check[host]["changed"] is False
         assert started[host]["changed"] is False
+    assert started["node-b"]["cluster"]["join"]["joined"] is True
+    assert {name: container_id(name) for name in (head, follower)} == ids
+
+    # Check mode of a change: both members would be recreated, neither is touched.
+    tasks = run_role(
+        tmp_path,
+        cluster["inventory"],
+        "--check",
+        "--diff",
+        "-e",
+        "vllm_server_max_num_batched_tokens=1024",
+    )
+    (check,) = tasks["Converge the vLLM container (started) #runs"]
+    for host in ("node-a", "node-b"):
+        assert check[host]["changed"] is True, check[host]
+        assert check[host]["changes"] == ["command"], check[host]["changes"]
     assert {name: container_id(name) for name in (head, follower)} == ids

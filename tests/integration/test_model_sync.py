@@ -244,6 +244,138 @@ def test_flipped_byte_is_repaired_by_full_verify(playbook, tmp_path):
     assert playbook(dict(args, verify="full"))["changed"] is False
 
 
+# --- a source file rewritten while it is copied (issue 17) --------------------------------
+
+TORN_SIZE = 256 * 1024 * 1024
+TORN_EDGE = 1024 * 1024
+
+
+def write_torn_candidate(path: Path) -> None:
+    """A file large enough to be caught mid-read: random first and last MiB, a sparse middle
+    (cheap on disk)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(os.urandom(TORN_EDGE))
+        handle.truncate(TORN_SIZE)
+    rewrite_edges(path)
+
+
+def rewrite_edges(path: Path) -> None:
+    """Rewrite the file in place, same size: new first and last MiB. A reader that is past the
+    first MiB and copies on gets the old head and the new tail, a file that never existed."""
+    with open(path, "r+b") as handle:
+        handle.write(os.urandom(TORN_EDGE))
+        handle.seek(TORN_SIZE - TORN_EDGE)
+        handle.write(os.urandom(TORN_EDGE))
+
+
+def read_positions(path: Path) -> list[int]:
+    """Offsets of every descriptor, in any process, open on ``path`` (from /proc/*/fdinfo)."""
+    target = os.path.realpath(path)
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) == target:
+                    info = (proc / "fdinfo" / fd.name).read_text()
+                    found.append(int(info.split("pos:", 1)[1].split()[0]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+class RewriteWhileRead:
+    """Rewrites ``path`` each time another process is seen reading it between its first and
+    last MiB, at most ``times`` times, each time on a new read (its offset went back)."""
+
+    def __init__(self, path: Path, times: int):
+        import threading  # noqa: PLC0415
+
+        self.path = path
+        self.times = times
+        self.done = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        armed, last = True, 0
+        while self.done < self.times and not self._stop.is_set():
+            positions = read_positions(self.path)
+            # A read only moves forward: an offset below the last one seen (or no reader) means
+            # the copy was abandoned and the next one is a new read.
+            if not positions or max(positions) < last:
+                armed = True
+            last = max(positions, default=0)
+            if armed and any(4 * TORN_EDGE < p < TORN_SIZE - 4 * TORN_EDGE for p in positions):
+                rewrite_edges(self.path)
+                self.done += 1
+                armed = False
+            time.sleep(0.002)
+
+    def __enter__(self) -> RewriteWhileRead:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_local_file_rewritten_while_copied_is_copied_again_or_fails_naming_it(playbook, tmp_path):
+    source = write_tree(tmp_path / "src", MODEL)
+    name = "model-00001-of-00002.safetensors"
+    write_torn_candidate(source / name)
+    dest = tmp_path / "model"
+    args = {"source": str(source), "dest": str(dest), "workers": 1}
+
+    # Rewritten once, mid-read: the torn copy is dropped and the file copied again, whole.
+    with RewriteWhileRead(source / name, times=1) as rewriter:
+        first = playbook(args)
+    assert rewriter.done == 1, "the copy was never seen mid-read"
+    current = (source / name).read_bytes()
+    assert (dest / name).read_bytes() == current
+    manifest = {f["path"]: f for f in json.loads((dest / MANIFEST).read_text())["files"]}
+    assert manifest[name]["sha256"] == sha256(current)
+    assert first["files_transferred"] == len(MODEL)
+    assert playbook(args)["changed"] is False
+
+    # Rewritten during every copy: the sync gives up on that file, naming it, and places nothing
+    # of it; the other files are in place and the next quiet run finishes.
+    other = tmp_path / "model-2"
+    args = dict(args, dest=str(other))
+    with RewriteWhileRead(source / name, times=3) as rewriter:
+        failed = playbook(args, expect_failure=True)
+    assert rewriter.done == 3
+    assert f"{name}: the source file was modified or replaced while it was read" in failed["msg"]
+    assert "Traceback" not in failed["_stdout"]
+    assert name not in model_files(other)
+    assert not (other / MANIFEST).exists()
+    assert model_files(other) == {k: v for k, v in MODEL.items() if k != name}
+    again = playbook(args)
+    assert again["files_transferred"] == 1
+    assert (other / name).read_bytes() == (source / name).read_bytes()
+
+
+def test_a_mirror_manifest_entry_without_sha256_is_refused(playbook, tmp_path):
+    published = tmp_path / "published"
+    playbook({"source": str(write_tree(tmp_path / "src", MODEL)), "dest": str(published)})
+    manifest = json.loads((published / MANIFEST).read_text())
+    for entry in manifest["files"]:
+        if entry["path"] == "config.json":
+            del entry["sha256"]
+    (published / MANIFEST).write_text(json.dumps(manifest))
+    with StaticMirror(published) as mirror:
+        dest = tmp_path / "model"
+        refused = playbook({"source": mirror.url, "dest": str(dest)}, expect_failure=True)
+        assert "config.json has no sha256" in refused["msg"], refused["msg"]
+        assert mirror.url in refused["msg"]
+        # Refused from the listing: no file was asked for, nothing written.
+        assert [r["path"] for r in mirror.requests] == [f"/models/{MANIFEST}"]
+        assert not dest.exists()
+
+
 # --- the Hugging Face Hub through the real client -----------------------------------------
 
 

@@ -436,6 +436,49 @@ def test_bytes_resumed_counts_every_partial_resumed_at_the_same_time(source, tmp
     assert result["bytes_transferred"] == sum(len(FILES[n]) for n in names) - 2_000_000
 
 
+def test_bytes_resumed_after_the_reported_kill_is_every_partial_byte(tmp_path, monkeypatch):
+    """The figures of issue 17: a sync killed while two workers fetched two shards at the same
+    rate left two partials of 204 MiB each (427,819,008 bytes); the next run reported
+    bytes_resumed 213,909,504, one partial's worth. Same sizes here, on sparse files (a random
+    first MiB, zeros after it) so the test writes little to disk."""
+    partial_size = 204 * 1024 * 1024
+    shard_size = 256 * 1024 * 1024
+    source = tmp_path / "source"
+    dest = tmp_path / "dest"
+    (dest / PARTIAL_DIR).mkdir(parents=True)
+    names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    for name in names:
+        head = os.urandom(1024 * 1024)
+        shard = source / name
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        with open(shard, "wb") as handle:
+            handle.write(head)
+            handle.truncate(shard_size)
+        entry = {
+            "path": name,
+            "size": shard_size,
+            "sha256": None,
+            "source_mtime_ns": shard.stat().st_mtime_ns,
+        }
+        with open(dest / PARTIAL_DIR / partial_key(entry), "wb") as handle:
+            handle.write(head)
+            handle.truncate(partial_size)
+    both_resuming = threading.Barrier(2, timeout=30)
+    real_resume = model_transfer.HashingWriter.resume
+
+    def resume(self, limit, on_bytes=None):
+        both_resuming.wait()  # the two workers resume at the same time, as after the kill
+        return real_resume(self, limit, on_bytes)
+
+    monkeypatch.setattr(model_transfer.HashingWriter, "resume", resume)
+    result = run(source, dest, workers=8)
+    assert result["bytes_resumed"] == 427_819_008 == 2 * partial_size
+    assert result["bytes_transferred"] == 2 * (shard_size - partial_size)
+    assert result["files_transferred"] == 2
+    for name in names:
+        assert (dest / name).stat().st_size == shard_size
+
+
 # --- bad destinations, ownership outside the base, state absent (issue 15) ----------------
 
 

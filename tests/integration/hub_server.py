@@ -59,10 +59,22 @@ class HubRepo:
     auth-check need the token.
     """
 
-    def __init__(self, repo_id: str, files: dict[str, bytes], lfs: set[str], token: str = ""):
+    def __init__(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        lfs: set[str],
+        token: str = "",
+        xet: frozenset[str] = frozenset(),
+    ):
         self.repo_id = repo_id
         self.lfs = set(lfs)
         self.token = token
+        # Files paths-info lists with a xetHash (Xet-backed on the Hub). The resolve answer
+        # carries no X-Xet-Hash header for them, so hf_hub_download takes its plain HTTP path
+        # (file_download.py: xet_get only when parse_xet_file_data_from_response found one):
+        # hf_xet's own transfer protocol is not simulated, the client's choice of path is.
+        self.xet = set(xet)
         self.commits: dict[str, dict[str, bytes]] = {}
         self.refs: dict[str, str] = {}
         self.push(files)
@@ -112,8 +124,8 @@ class HubRepo:
     def path_info(self, path: str, commit: str) -> dict:
         """An entry of ``POST /api/models/<repo>/paths-info/<rev>`` (huggingface_hub's
         ``RepoFile(**entry)`` reads ``type``, ``path``, ``size``, ``oid`` and
-        ``lfs.{oid,size,pointerSize}``; a Xet-backed file would add ``xetHash``, which this
-        stand-in never serves)."""
+        ``lfs.{oid,size,pointerSize}``, and ``xetHash`` into ``RepoFile.xet_hash`` for a
+        Xet-backed file: hf_api.py RepoFile.__init__)."""
         sibling = self.sibling(path, commit)
         entry = {"type": "file", "path": path, "size": sibling["size"], "oid": sibling["blobId"]}
         if "lfs" in sibling:
@@ -123,6 +135,8 @@ class HubRepo:
                 "size": lfs["size"],
                 "pointerSize": lfs["pointerSize"],
             }
+        if path in self.xet:
+            entry["xetHash"] = hashlib.sha256(b"xet:" + self.commits[commit][path]).hexdigest()
         return entry
 
 
@@ -215,6 +229,9 @@ class FakeHub:
                         "authorization": self.headers.get("Authorization"),
                     }
                 )
+                # huggingface_hub hf_api.py HfApi.model_info: GET /api/models/<repo> or
+                # /api/models/<repo>/revision/<quote(rev, safe='')>, ?blobs=True when
+                # files_metadata=True
                 match = re.match(r"^/api/models/([^/]+/[^/]+?)(?:/revision/([^/]+))?/?$", path)
                 if match:
                     return self._model_info(match[1], match[2] or "main", url.query, head)
@@ -229,6 +246,9 @@ class FakeHub:
                 match = re.match(r"^/api/models/([^/]+/[^/]+)/paths-info/(.+)$", path)
                 if match and self.command == "POST":
                     return self._paths_info(match[1], match[2])
+                # huggingface_hub file_download.py hf_hub_url (constants.py
+                # HUGGINGFACE_CO_URL_TEMPLATE): <endpoint>/<repo>/resolve/<rev>/<path>, what the
+                # module streams from and hf_hub_download asks for its metadata (HEAD)
                 match = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
                 if match:
                     return self._resolve(match[1], match[2], match[3], head)

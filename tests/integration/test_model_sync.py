@@ -412,6 +412,38 @@ def test_hub_source_through_the_real_client(playbook, tmp_path):
         assert len(downloads) == len(MODEL)
 
 
+def test_hub_xet_backed_files_go_through_hf_hub_download_and_are_verified_after(playbook, tmp_path):
+    """With hf_xet importable (huggingface_hub 2.4.0 requires it on x86_64 and arm64, so the
+    role's virtualenv and this .venv have it), a file the Hub lists with a xetHash is fetched by
+    hf_hub_download into the partial area, then hashed once and checked against the listed
+    sha256 before it gets its name; the other files stream through the writer."""
+    pytest.importorskip("hf_xet")
+    xet_shard = "model-00001-of-00002.safetensors"
+    repo = HubRepo("acme/tiny-moe", MODEL, LFS, xet=frozenset({xet_shard}))
+    with FakeHub([repo]) as hub:
+        dest = tmp_path / "model"
+        args = {"source": "hf://acme/tiny-moe", "dest": str(dest), "hf_endpoint": hub.endpoint}
+        first, _ = four_steps(playbook, args, dest)
+        assert first["files_transferred"] == len(MODEL)
+        assert model_files(dest) == MODEL
+        manifest = {f["path"]: f for f in json.loads((dest / MANIFEST).read_text())["files"]}
+        assert manifest[xet_shard]["sha256"] == sha256(SHARD_1)
+        assert not (dest / PARTIAL).exists()  # hf_hub_download's staging went with it
+        resolved = [
+            (r["method"], r["path"].rsplit("/", 1)[-1])
+            for r in hub.requests
+            if f"/resolve/{repo.commit}/" in r["path"]
+        ]
+        # hf_hub_download asks for the metadata (HEAD) and then downloads from the redirect;
+        # the module's own streaming GETs the resolve URL.
+        assert ("HEAD", xet_shard) in resolved
+        assert ("GET", xet_shard) not in resolved
+        assert ("GET", "model-00002-of-00002.safetensors") in resolved
+        assert any(
+            r["path"].startswith("/api/models/acme/tiny-moe/paths-info/") for r in hub.requests
+        )
+
+
 def test_hub_gated_repository_needs_the_token(playbook, tmp_path):
     with FakeHub([HubRepo("acme/gated", MODEL, LFS, token="hf_secret")]) as hub:
         dest = tmp_path / "model"

@@ -43,7 +43,7 @@ ROLES = (
 )
 
 # Variables of the collection's playbooks rather than of a role.
-PLAYBOOK_VARIABLES = {"vllm_upgrade_batch"}
+PLAYBOOK_VARIABLES = {"vllm_upgrade_batch", "vllm_upgrade_benchmark_gate"}
 
 _TRUE = {"yes", "on", "1", "true", "y", "t"}
 _FALSE = {"no", "off", "0", "false", "n", "f"}
@@ -403,6 +403,7 @@ def check_inputs(
     if groups is not None:
         _cluster_group_rule(report, values, groups, host)
     _batch_rule(report, provided)
+    _gate_rule(report, provided)
     for name in all_names or []:
         warning = _near_miss(name, options)
         if warning:
@@ -439,6 +440,21 @@ def _batch_rule(report: Report, provided: Mapping[str, Any]) -> None:
     except Problem:
         pass
     report.error("vllm_upgrade_batch", value, accepted, "it sets the play's serial")
+
+
+def _gate_rule(report: Report, provided: Mapping[str, Any]) -> None:
+    if "vllm_upgrade_benchmark_gate" not in provided:
+        return
+    value = provided["vllm_upgrade_benchmark_gate"]
+    try:
+        to_bool(value)
+    except Problem as problem:
+        report.error(
+            "vllm_upgrade_benchmark_gate",
+            value,
+            problem.accepted,
+            "it sets vllm_server_benchmark_gate",
+        )
 
 
 def _apply_rules(report: Report, v: dict[str, Any]) -> None:

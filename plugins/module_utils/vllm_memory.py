@@ -709,6 +709,64 @@ def pipeline_stage_layers(
     return stages
 
 
+def pipeline_stage(
+    model_config: Mapping[str, Any],
+    *,
+    pipeline_parallel_size: int = 1,
+    layer_partition: str | None = None,
+    weights_bytes: int | None = None,
+) -> dict[str, Any]:
+    """The part of a model that the busiest rank of a pipeline-parallel layout holds.
+
+    Returns ``config`` (the text config cut to the stage with the most layers: vLLM sizes the
+    engine's KV cache by its smallest rank, which is that one), ``weights_bytes`` (the stage's
+    rough share of the weights, or None), ``stages`` (layers per stage) and ``busiest``. For a
+    model whose layers are not all attention layers (hybrid models) the stage's share is
+    scaled, which a model that mixes the kinds unevenly over its depth does not follow exactly.
+    With one stage and no partition the config and weights are returned as they are.
+    """
+    cfg = text_config(model_config)
+    layers = _first_int(cfg, LAYER_COUNT_KEYS)
+    if layers is None:
+        raise ValueError(
+            f"model config lacks the layer count (one of {', '.join(LAYER_COUNT_KEYS)})"
+        )
+    stages = pipeline_stage_layers(layers, pipeline_parallel_size, layer_partition)
+    if pipeline_parallel_size == 1 and not layer_partition:
+        return {
+            "config": dict(model_config),
+            "weights_bytes": weights_bytes,
+            "stages": stages,
+            "busiest": layers,
+        }
+    busiest = max(stages)
+    stage_cfg = dict(cfg)
+    for key in LAYER_COUNT_KEYS:
+        if key in stage_cfg:
+            stage_cfg[key] = busiest
+    for key in ("layer_types", "layers_block_type"):
+        if isinstance(stage_cfg.get(key), list):
+            stage_cfg[key] = stage_cfg[key][:busiest]
+    if isinstance(stage_cfg.get("hybrid_override_pattern"), str):
+        stage_cfg["hybrid_override_pattern"] = stage_cfg["hybrid_override_pattern"][:busiest]
+    if weights_bytes is not None:
+        # The weights split with the layers (embeddings and the LM head are not: a rough share).
+        weights_bytes = max(1, math.ceil(weights_bytes * busiest / layers))
+    return {
+        "config": stage_cfg,
+        "weights_bytes": weights_bytes,
+        "stages": stages,
+        "busiest": busiest,
+    }
+
+
+def stage_note(pipeline_parallel_size: int, stages: list[int]) -> str:
+    return (
+        f"pipeline parallel {pipeline_parallel_size}: stages of {stages} layers; planned for "
+        f"the stage of {max(stages)} layers, whose KV cache per token is the largest"
+    )
+
+
 def plan_memory_for_layout(
     model_config: Mapping[str, Any],
     *,
@@ -719,42 +777,23 @@ def plan_memory_for_layout(
     """plan_memory() for the rank that holds the most layers of a pipeline-parallel layout.
 
     Each rank holds its share of the KV heads (``tensor_parallel_size``, as plan_memory()) and
-    the KV cache of its stage's layers only; vLLM sizes the engine's KV cache by its smallest
-    rank, which is the one with the most layers. The result adds ``pipeline_stages`` (layers per
-    stage) and ``pipeline_parallel_size`` to plan_memory()'s. For a model whose layers are not
-    all attention layers (hybrid models) the stage's share is scaled, which a model that mixes
-    the kinds unevenly over its depth does not follow exactly; a note says so.
+    the KV cache of its stage's layers only (pipeline_stage()). The result adds
+    ``pipeline_stages`` (layers per stage) and ``pipeline_parallel_size`` to plan_memory()'s.
     """
-    cfg = text_config(model_config)
-    layers = _first_int(cfg, LAYER_COUNT_KEYS)
-    if layers is None:
-        raise ValueError(
-            f"model config lacks the layer count (one of {', '.join(LAYER_COUNT_KEYS)})"
-        )
-    stages = pipeline_stage_layers(layers, pipeline_parallel_size, layer_partition)
-    if pipeline_parallel_size == 1 and not layer_partition:
-        plan = plan_memory(model_config, **plan_kwargs)
-    else:
-        busiest = max(stages)
-        stage_cfg = dict(cfg)
-        for key in LAYER_COUNT_KEYS:
-            if key in stage_cfg:
-                stage_cfg[key] = busiest
-        for key in ("layer_types", "layers_block_type"):
-            if isinstance(stage_cfg.get(key), list):
-                stage_cfg[key] = stage_cfg[key][:busiest]
-        if isinstance(stage_cfg.get("hybrid_override_pattern"), str):
-            stage_cfg["hybrid_override_pattern"] = stage_cfg["hybrid_override_pattern"][:busiest]
-        weights = plan_kwargs.pop("weights_bytes", None)
-        if weights is not None:
-            # The weights split with the layers (embeddings and the LM head are not: a rough share).
-            plan_kwargs["weights_bytes"] = max(1, math.ceil(weights * busiest / layers))
-        plan = plan_memory(stage_cfg, **plan_kwargs)
+    stage = pipeline_stage(
+        model_config,
+        pipeline_parallel_size=pipeline_parallel_size,
+        layer_partition=layer_partition,
+        weights_bytes=plan_kwargs.pop("weights_bytes", None),
+    )
+    if stage["weights_bytes"] is not None:
+        plan_kwargs["weights_bytes"] = stage["weights_bytes"]
+    plan = plan_memory(stage["config"], **plan_kwargs)
+    if pipeline_parallel_size > 1 or layer_partition:
         plan["notes"] = [
             *plan.get("notes", []),
-            f"pipeline parallel {pipeline_parallel_size}: stages of {stages} layers; planned for "
-            f"the stage of {busiest} layers, whose KV cache per token is the largest",
+            stage_note(pipeline_parallel_size, stage["stages"]),
         ]
     plan["pipeline_parallel_size"] = pipeline_parallel_size
-    plan["pipeline_stages"] = stages
+    plan["pipeline_stages"] = stage["stages"]
     return plan

@@ -19,7 +19,9 @@ from typing import Any
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import (
     GIB,
     MAX_LEN_KEYS,
+    pipeline_stage,
     plan_memory,
+    stage_note,
     suggest_fit,
     text_config,
     weights_bytes_from_files,
@@ -90,18 +92,50 @@ def read_model_dir(path: str) -> dict[str, Any]:
     return {"config": dict(config), "weights_bytes": weights_bytes, "weights_source": source}
 
 
+def gpus_per_node(
+    tensor_parallel_size: int, pipeline_parallel_size: int = 1, nnodes: int = 1
+) -> int:
+    """The GPUs each host of a layout runs (its ranks): TP x PP over the hosts, a whole number."""
+    if tensor_parallel_size < 1 or pipeline_parallel_size < 1 or nnodes < 1:
+        raise PreflightError(
+            "tensor_parallel_size, pipeline_parallel_size and nnodes must be 1 or more; got "
+            f"{tensor_parallel_size}, {pipeline_parallel_size} and {nnodes}"
+        )
+    ranks = tensor_parallel_size * pipeline_parallel_size
+    if ranks % nnodes:
+        raise PreflightError(
+            f"tensor_parallel_size {tensor_parallel_size} x pipeline_parallel_size "
+            f"{pipeline_parallel_size} = {ranks} ranks do not split evenly over {nnodes} hosts"
+        )
+    return ranks // nnodes
+
+
+def _layout_text(tensor_parallel_size: int, pipeline_parallel_size: int, nnodes: int) -> str:
+    if nnodes == 1 and pipeline_parallel_size == 1:
+        return f"tensor_parallel_size {tensor_parallel_size}"
+    return (
+        f"tensor_parallel_size {tensor_parallel_size} x pipeline_parallel_size "
+        f"{pipeline_parallel_size} over {nnodes} hosts"
+    )
+
+
 def usable_gpu_memory_gib(
     gpus: Sequence[Mapping[str, Any]],
     tensor_parallel_size: int,
     reserved_gib: float = DEFAULT_RESERVED_GIB,
+    *,
+    pipeline_parallel_size: int = 1,
+    nnodes: int = 1,
 ) -> float:
-    """What vLLM will see as total_gpu_memory on the smallest card the deployment uses."""
+    """What vLLM will see as total_gpu_memory on the smallest card this host's ranks use."""
     if not gpus:
         raise PreflightError("nvidia-smi lists no GPUs")
-    if tensor_parallel_size > len(gpus):
+    needed = gpus_per_node(tensor_parallel_size, pipeline_parallel_size, nnodes)
+    if needed > len(gpus):
+        per_host = " per host" if nnodes > 1 else ""
         raise PreflightError(
-            f"tensor_parallel_size {tensor_parallel_size} needs {tensor_parallel_size} GPUs, "
-            f"nvidia-smi lists {len(gpus)}"
+            f"{_layout_text(tensor_parallel_size, pipeline_parallel_size, nnodes)} needs "
+            f"{needed} GPUs{per_host}, nvidia-smi lists {len(gpus)}"
         )
     totals = [gpu.get("memory_total_mib") for gpu in gpus]
     if any(not isinstance(total, (int, float)) for total in totals):
@@ -197,12 +231,15 @@ def compatibility_problems(
     rope_scaling: Mapping[str, Any] | None = None,
     allow_long_max_model_len: bool = False,
     prefix: str = "",
+    gpus_used: int | None = None,
 ) -> tuple[list[str], list[str]]:
     """What vLLM would refuse at startup that the config and nvidia-smi already show.
 
     Returns (problems, notes). Each problem names the setting (``prefix`` + its name, so a role
     can show its own variable names), the value, why, and the way out. Notes say what could not
-    be checked (a GPU list without compute capabilities).
+    be checked (a GPU list without compute capabilities). ``gpus_used`` is how many of this
+    host's GPUs the layout runs (a serving cluster's ranks per host); tensor_parallel_size
+    when not given.
     """
     cfg = text_config(model_config)
     problems: list[str] = []
@@ -218,7 +255,7 @@ def compatibility_problems(
                 f"{prefix}rope_scaling (for example yarn with a factor) to stretch the context"
             )
 
-    weakest = _weakest_gpu(gpus or [], tensor_parallel_size)
+    weakest = _weakest_gpu(gpus or [], gpus_used or tensor_parallel_size)
     if weakest is None:
         if gpus:
             notes.append("nvidia-smi gave no compute capability: dtype and fp8 support not checked")
@@ -267,8 +304,12 @@ def run_preflight(
     min_concurrency: float = 0.0,
     autotune: bool = False,
     autotune_max_gpu_memory_utilization: float = 0.95,
+    pipeline_parallel_size: int = 1,
 ) -> dict[str, Any]:
     """Plan the deployment and decide: fits, autotuned, or does not fit (with the way out).
+
+    With ``pipeline_parallel_size`` above 1 (a serving cluster's stages) the plan is the busiest
+    stage's rank's (vllm_memory.pipeline_stage: its layers, its share of the weights).
 
     ``min_concurrency`` 0 means "one request of max_model_len", vLLM's own startup gate.
     ``kv_cache_gib`` fixes the KV cache instead of deriving it from GPU memory: the CPU engine
@@ -279,6 +320,56 @@ def run_preflight(
     ``message``, ``plan`` (of the settings to use), ``settings`` (max_model_len,
     gpu_memory_utilization), ``autotuned`` (what changed, or None) and ``suggestion``.
     """
+    stage = pipeline_stage(
+        model_config, pipeline_parallel_size=pipeline_parallel_size, weights_bytes=weights_bytes
+    )
+    model_config, weights_bytes = stage["config"], stage["weights_bytes"]
+    result = _run_preflight(
+        model_config,
+        weights_bytes=weights_bytes,
+        gpu_memory_gib=gpu_memory_gib,
+        tensor_parallel_size=tensor_parallel_size,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        block_size=block_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        kv_cache_dtype=kv_cache_dtype,
+        max_num_batched_tokens=max_num_batched_tokens,
+        swap_space_gib=swap_space_gib,
+        kv_cache_gib=kv_cache_gib,
+        min_concurrency=min_concurrency,
+        autotune=autotune,
+        autotune_max_gpu_memory_utilization=autotune_max_gpu_memory_utilization,
+    )
+    if pipeline_parallel_size > 1:
+        plan = result["plan"]
+        plan["notes"] = [
+            *plan.get("notes", []),
+            stage_note(pipeline_parallel_size, stage["stages"]),
+        ]
+        plan["pipeline_parallel_size"] = pipeline_parallel_size
+        plan["pipeline_stages"] = stage["stages"]
+    return result
+
+
+def _run_preflight(
+    model_config: Mapping[str, Any],
+    *,
+    weights_bytes: int,
+    gpu_memory_gib: float,
+    tensor_parallel_size: int,
+    dtype: str,
+    max_model_len: int | None,
+    block_size: int,
+    gpu_memory_utilization: float,
+    kv_cache_dtype: str,
+    max_num_batched_tokens: int | None,
+    swap_space_gib: float | None,
+    kv_cache_gib: float | None,
+    min_concurrency: float,
+    autotune: bool,
+    autotune_max_gpu_memory_utilization: float,
+) -> dict[str, Any]:
     target = max(float(min_concurrency), 1.0)
     common = {
         "tensor_parallel_size": tensor_parallel_size,
@@ -361,6 +452,7 @@ __all__ = [
     "PreflightError",
     "compatibility_problems",
     "derived_max_model_len",
+    "gpus_per_node",
     "read_model_dir",
     "run_preflight",
     "usable_gpu_memory_gib",

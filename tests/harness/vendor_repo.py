@@ -18,14 +18,17 @@ dependency shapes (facts: ../shared/facts/nvidia-stack.md) and small, honest pay
   links /dev/char to the simulated driver's device nodes (payloads/nvidia-ctk).
 * Docker CE repo (`linux/<distro>/dists/<codename>/stable`): docker-ce, docker-ce-cli and
   containerd.io (1.7 and 2.x) whose dependencies pull Debian's real docker.io and containerd,
-  and the docker-compose-plugin and docker-buildx-plugin CLI plugins.
+  and the docker-compose-plugin and docker-buildx-plugin CLI plugins; suites bookworm, trixie
+  and noble (Ubuntu 24.04, for the Ubuntu-facts test platform).
 * A simulated distro extra: `linux-headers-<running kernel>`, which every real distro archive has
   for its own kernels but Debian's archive cannot have for this machine's kernel.
 * A Debian mirror subset per release (`debian/<codename>`, flat): the packages the roles install
   from the distribution's archive (DEBIAN_MIRROR_GROUPS) and their dependencies, downloaded once
-  from Debian and re-signed with the distro-extras key, so that test hosts need no network.
+  from Debian and re-signed with the distro-extras key, so that test hosts need no network;
+  `debian/noble` holds trixie's for the Ubuntu-facts platform, whose userland is Debian 13's.
 
-Each repository is signed with its own throwaway key generated at build time. The output
+Each repository is signed with its own throwaway key, generated at the first build and kept
+under tests/output/cache/gpg for the next ones (Signer). The output
 directory gets `vendor-vars.yml`: the file:// URLs, key URLs and fingerprints that scenarios pass
 to the roles through the same variables a real user sets.
 
@@ -78,14 +81,22 @@ CUDA_REPOS = {
     "debian12": {"family": "debian", "toolkits": ("12.4.1", "12.5.1", "12.6.3")},
     "debian13": {"family": "debian", "toolkits": ("12.6.3",)},
 }
-# Debian suites only: docker-ce is Debian's own docker.io repackaged (see repackage_docker_ce),
-# and Ubuntu's cannot be fetched here.
+# Docker's suites: codename -> (the version's distribution part, the Debian release whose
+# docker.io is repackaged as docker-ce; see repackage_docker_ce). Ubuntu's archive cannot be
+# fetched here, so the noble suite repackages Debian 13's docker.io: the Ubuntu 24.04 test
+# platform (tests/harness/build-ubuntu-facts-image.sh) has Debian 13's userland. Its versions
+# are Docker's for noble, 5:27.5.1-1~ubuntu.24.04~noble (facts, "Docker").
 DOCKER_DISTS = {
     "debian": {"bookworm": ("debian.12", "12"), "trixie": ("debian.13", "13")},
+    "ubuntu": {"noble": ("ubuntu.24.04", "13")},
 }
 
 # The Debian releases of the test images and their codenames (the Debian mirror subset's suites).
 DEBIAN_MIRROR_SUITES = {"12": "bookworm", "13": "trixie"}
+# The Ubuntu-facts test platform reads its mirror subset at debian/<its codename> (the shared
+# prepare playbook names the suite after ansible_distribution_release), and its userland is
+# Debian 13's: the same packages as trixie's subset, under the codename its facts say.
+UBUNTU_FACTS_MIRROR_SUITES = {"noble": "13"}
 
 NVCC_BUILDS = {
     # release -> (V string, build date line, build id), as `nvcc --version` prints them
@@ -215,6 +226,18 @@ KMOD_UNIT = text(
 )
 
 
+# `modprobe nouveau` and `modprobe -r nouveau` reach the simulated kernel through modprobe.d's
+# install and remove commands (modprobe.d(5)): a container has no kernel modules of its own.
+MODPROBE_NOUVEAU_CONF = "/lib/modprobe.d/nvidia-sim-nouveau.conf"
+MODPROBE_NOUVEAU = text(
+    """
+    # llmops.gpu_serving test harness: nouveau of the simulated kernel (nvidia-sim-kernel).
+    install nouveau /usr/lib/nvidia-sim/nvidia-sim-kernel load nouveau
+    remove nouveau /usr/lib/nvidia-sim/nvidia-sim-kernel unload nouveau
+    """
+)
+
+
 def driver_packages(family: str, version: str) -> list[Package]:
     """The driver family of one version, named as NVIDIA names it for Ubuntu or Debian, with
     both kernel module flavours: proprietary and open (NVIDIA's Ubuntu packaging:
@@ -238,6 +261,7 @@ def driver_packages(family: str, version: str) -> list[Package]:
     def dkms_files(flavour: str) -> dict[str, tuple[bytes, int]]:
         return {
             "/lib/systemd/system/nvidia-sim-kmod.service": (KMOD_UNIT, 0o644),
+            MODPROBE_NOUVEAU_CONF: (MODPROBE_NOUVEAU, 0o644),
             "/usr/lib/nvidia-sim/nvidia-sim-kernel": (payload("nvidia-sim-kernel"), 0o755),
             "/usr/share/nvidia-sim/module-version": (f"{version}\n".encode(), 0o644),
             "/usr/share/nvidia-sim/module-flavour": (f"{flavour}\n".encode(), 0o644),
@@ -1081,8 +1105,10 @@ DEBIAN_MIRROR_GROUPS = (
 )
 
 # Per-release additions: Debian 13 splits the docker CLI out of docker.io into docker-cli (only
-# Recommended, so a --no-install-recommends install of docker.io has no `docker` command).
-DEBIAN_MIRROR_RELEASE_GROUPS = {"13": (("docker-cli",),)}
+# Recommended, so a --no-install-recommends install of docker.io has no `docker` command);
+# Debian 13's ansible-core (2.19, the collection's Ansible) lets a test host run a play on
+# itself under a local connection (molecule/nvidia_driver_paths, tasks/local_connection.yml).
+DEBIAN_MIRROR_RELEASE_GROUPS = {"13": (("docker-cli",), ("ansible-core",))}
 
 
 def image_id(release: str) -> str:
@@ -1142,12 +1168,25 @@ def write_debian_mirror(directory: Path, debs: Path, signer: Signer, codename: s
 
 
 class Signer:
-    """A throwaway GPG key per repository, generated for this build only."""
+    """A throwaway GPG key per repository, generated for the harness, not NVIDIA's or Docker's.
+
+    The key is kept in its home directory (under tests/output/cache) and used again by the next
+    build: test hosts that trusted it while a rebuild swapped the repositories under them keep
+    verifying them, and vendor-vars.yml keeps its fingerprints.
+    """
 
     def __init__(self, home: Path, name: str, email: str):
         self.home = home
-        home.mkdir(parents=True, mode=0o700)
+        home.mkdir(parents=True, mode=0o700, exist_ok=True)
         self.env = {**os.environ, "GNUPGHOME": str(home)}
+        if not self._fingerprint():
+            self._generate(name, email)
+        fingerprint = self._fingerprint()
+        if fingerprint is None:
+            sys.exit(f"vendor_repo: gpg made no key in {home}")
+        self.fingerprint = fingerprint
+
+    def _generate(self, name: str, email: str) -> None:
         run(
             [
                 "gpg",
@@ -1166,14 +1205,16 @@ class Signer:
             env=self.env,
             stderr=subprocess.DEVNULL,
         )
+
+    def _fingerprint(self) -> str | None:
         listing = run(
-            ["gpg", "--batch", "--with-colons", "--list-keys"],
+            ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
             env=self.env,
             capture_output=True,
             text=True,
         ).stdout
-        self.fingerprint = next(
-            line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
+        return next(
+            (line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")), None
         )
 
     def export(self, armor: bool) -> bytes:
@@ -1257,19 +1298,16 @@ def build(out: Path, mount_point: str) -> dict:
         tmpdir = Path(tmp)
         staging = tmpdir / "repo"
         work = tmpdir / "build"
+        keys = out.parent / "cache" / "gpg"
         signers = {
-            "cuda": Signer(
-                tmpdir / "gpg-cuda", "Simulated NVIDIA CUDA repo", "cudatools@llmops.invalid"
-            ),
+            "cuda": Signer(keys / "cuda", "Simulated NVIDIA CUDA repo", "cudatools@llmops.invalid"),
             "nct": Signer(
-                tmpdir / "gpg-nct", "Simulated NVIDIA container toolkit repo", "nct@llmops.invalid"
+                keys / "nct", "Simulated NVIDIA container toolkit repo", "nct@llmops.invalid"
             ),
             "docker": Signer(
-                tmpdir / "gpg-docker", "Simulated Docker Release (CE deb)", "docker@llmops.invalid"
+                keys / "docker", "Simulated Docker Release (CE deb)", "docker@llmops.invalid"
             ),
-            "distro": Signer(
-                tmpdir / "gpg-distro", "Simulated distro extras", "distro@llmops.invalid"
-            ),
+            "distro": Signer(keys / "distro", "Simulated distro extras", "distro@llmops.invalid"),
         }
 
         cuda_base = staging / "compute" / "cuda" / "repos"
@@ -1292,7 +1330,7 @@ def build(out: Path, mount_point: str) -> dict:
             # it where they would on a real host and must be given this key's fingerprint.
             (directory / "3bf863cc.pub").write_bytes(signers["cuda"].export(armor=True))
         driver_local_sha256 = write_driver_local_repos(
-            staging, tmpdir / "gpg-driver-local", work / "driver-local"
+            staging, keys / "driver-local", work / "driver-local"
         )
         runfile_path, runfile = cuda_runfile("12.4.1")
         (staging / runfile_path).parent.mkdir(parents=True)
@@ -1348,7 +1386,9 @@ def build(out: Path, mount_point: str) -> dict:
             label="Simulated distro extras",
         )
         (distro_dir / "gpgkey").write_bytes(signers["distro"].export(armor=True))
-        for release, codename in DEBIAN_MIRROR_SUITES.items():
+        mirror_suites = {codename: release for release, codename in DEBIAN_MIRROR_SUITES.items()}
+        mirror_suites.update(UBUNTU_FACTS_MIRROR_SUITES)
+        for codename, release in mirror_suites.items():
             write_debian_mirror(
                 staging / "debian" / codename,
                 debian_mirror_debs(release, out.parent / "cache"),
@@ -1394,14 +1434,22 @@ def replace_contents(out: Path, staged: Path) -> None:
     """Swap in the new build while keeping `out` itself: running test hosts bind-mount it, and a
     replaced directory would leave them looking at the deleted one."""
     out.mkdir(parents=True, exist_ok=True)
-    for child in out.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+    trash = out.with_name(out.name + ".old")
+    shutil.rmtree(trash, ignore_errors=True)
+    trash.mkdir()
+    # Each entry is swapped by two renames, old out and new in, so that a test host reading the
+    # repositories during a rebuild misses them only between the two (no copy in between).
+    new_names = {child.name for child in staged.iterdir()}
+    for child in list(out.iterdir()):
+        if child.name not in new_names:
+            child.rename(trash / child.name)
     for child in staged.iterdir():
-        child.rename(out / child.name)
+        target = out / child.name
+        if target.exists() or target.is_symlink():
+            target.rename(trash / child.name)
+        child.rename(target)
     staged.rmdir()
+    shutil.rmtree(trash)
 
 
 def write_vars(path: Path, variables: dict) -> None:

@@ -122,6 +122,42 @@ def test_nouveau_takes_the_gpus_unless_blacklisted(sim):
     assert not sim.file("/run/nvidia-sim/loaded-driver-version").exists()
 
 
+def test_nouveau_that_bound_the_gpus_at_boot_is_in_use_and_stays(sim):
+    sim.headers(RUNNING)
+    sim.profile("seed-4x-rtx2080ti-22g.json")
+    sim.run("build")
+    sim.modprobe_config.write_text("")
+    sim.run("boot")
+    # The console on the GPUs nouveau bound holds a reference.
+    assert sim.file("/sys/module/nouveau/refcnt").read_text() == "1\n"
+    result = sim.run("unload", "nouveau")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "modprobe: FATAL: Module nouveau is in use."
+    assert sim.file("/sys/module/nouveau/initstate").exists()
+
+
+def test_nouveau_loaded_after_the_nvidia_module_unloads(sim):
+    sim.headers(RUNNING)
+    sim.profile("seed-4x-rtx2080ti-22g.json")
+    sim.run("build")
+    sim.run("boot")
+    assert sim.file("/proc/driver/nvidia/version").exists()
+    assert sim.run("load", "nouveau").returncode == 0
+    assert sim.file("/sys/module/nouveau/refcnt").read_text() == "0\n"
+    assert sim.run("unload", "nouveau").returncode == 0
+    assert not sim.file("/sys/module/nouveau").exists()
+    again = sim.run("unload", "nouveau")
+    assert again.returncode == 1
+    assert "nouveau is not currently loaded" in again.stderr
+
+
+def test_nouveau_with_a_user_marked_in_refcnt_refuses_to_unload(sim):
+    assert sim.run("load", "nouveau").returncode == 0
+    sim.file("/sys/module/nouveau/refcnt").write_text("2\n")
+    assert sim.run("unload", "nouveau").returncode == 1
+    assert sim.file("/sys/module/nouveau").is_dir()
+
+
 def test_nvswitch_system_shows_its_switches(sim):
     sim.headers(RUNNING)
     sim.profile("hgx-8x-h100-80g.json")

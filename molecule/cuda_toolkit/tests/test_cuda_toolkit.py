@@ -1,7 +1,8 @@
 """Verify llmops.gpu_serving.cuda_toolkit by behaviour: Debian 12 got CUDA 12.4 from NVIDIA's
-(simulated) debian12 repository, Debian 13 from the (simulated) runfile, since NVIDIA's debian13
-repository has no cuda-toolkit-12-4. Both must look the same to a user: /usr/local/cuda, nvcc
-12.4 on a login shell's PATH, libcudart through the dynamic linker, and no driver."""
+(simulated) debian12 repository, Ubuntu 24.04 (the Ubuntu-facts platform) from the (simulated)
+runfile, since NVIDIA's ubuntu2404 repository starts at CUDA 12.5. Both must look the same to a
+user: /usr/local/cuda, nvcc 12.4 on a login shell's PATH, libcudart through the dynamic linker,
+and no driver."""
 
 import json
 import os
@@ -28,8 +29,19 @@ DRIVER_PACKAGE = re.compile(
 
 @pytest.fixture
 def method(host):
-    major = host.system_info.release.split(".")[0]
-    return {"12": "repo", "13": "runfile"}[major]
+    # What cuda_toolkit_method auto picks for 12.4 (roles/cuda_toolkit/vars/main.yml).
+    info = host.system_info
+    return {("debian", "12"): "repo", ("debian", "13"): "runfile", ("ubuntu", "24"): "runfile"}[
+        (info.distribution, info.release.split(".")[0])
+    ]
+
+
+def test_the_platforms_are_the_scenarios(host):
+    info = host.system_info
+    if host.backend.get_hostname().endswith("-ubuntu2404"):
+        assert (info.distribution, info.release, info.codename) == ("ubuntu", "24.04", "noble")
+    else:
+        assert (info.distribution, info.release.split(".")[0]) == ("debian", "12")
 
 
 def installed_packages(host) -> dict[str, str]:
@@ -74,7 +86,7 @@ def test_no_driver_was_installed(host):
 
 def test_repository_install(host, method):
     if method != "repo":
-        pytest.skip("Debian 13 uses the runfile")
+        pytest.skip("Ubuntu 24.04 uses the runfile")
     packages = installed_packages(host)
     assert packages["cuda-toolkit-12-4"] == "12.4.1-1"
     # The entry NVIDIA's cuda-keyring package writes, so both can coexist without a Signed-By

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_options import ENGINE_OPTIONS
+
 Version = tuple[int, ...]
 
 
@@ -81,27 +83,16 @@ FLAG_RULES: dict[str, FlagRule] = {
 # facts: "--block-size <= 0.11: one of 1,8,16,32,64,128; V1 flash attention needs a multiple of 16".
 BLOCK_SIZE_CHOICES = (1, 8, 16, 32, 64, 128)
 BLOCK_SIZE_CHOICES_UNTIL: Version = (0, 12)
-DTYPE_CHOICES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 # First release whose server reads rope scaling only through --hf-overrides.
 HF_OVERRIDES_ROPE_FROM: Version = FLAG_RULES["--rope-scaling"].removed or (0, 11, 1)
 
 # Flags the typed options own: passing them in extra_args as well would make two sources of
 # truth for one setting (argparse keeps the last one silently).
 OWNED_FLAGS: dict[str, str] = {
+    **{option.flag: name for name, option in ENGINE_OPTIONS.items()},
     "--model": "model",
     "--served-model-name": "served_model_name",
-    "--tensor-parallel-size": "tensor_parallel_size",
     "-tp": "tensor_parallel_size",
-    "--dtype": "dtype",
-    "--max-model-len": "max_model_len",
-    "--max-num-batched-tokens": "max_num_batched_tokens",
-    "--gpu-memory-utilization": "gpu_memory_utilization",
-    "--block-size": "block_size",
-    "--kv-cache-dtype": "kv_cache_dtype",
-    "--enable-chunked-prefill": "enable_chunked_prefill",
-    "--swap-space": "swap_space",
-    "--tokenizer-pool-size": "tokenizer_pool_size",
-    "--disable-custom-all-reduce": "disable_custom_all_reduce",
     "--rope-scaling": "rope_scaling",
     "--api-key": "api_key",
     "--port": "container_port",

@@ -222,6 +222,7 @@ options:
       - C(--kv-cache-dtype), such as V(fp8) (one byte per element, twice the tokens of a 16-bit
         cache). Not passed when unset; vLLM's default is V(auto), the model's dtype.
     type: str
+    choices: [auto, fp8, fp8_e4m3, fp8_e5m2]
   enable_chunked_prefill:
     description:
       - V(true) passes C(--enable-chunked-prefill); V(false) passes nothing (vLLM's own default,
@@ -1822,7 +1823,7 @@ def main() -> None:
             "max_num_batched_tokens": {"type": "int"},
             "gpu_memory_utilization": {"type": "float"},
             "block_size": {"type": "int"},
-            "kv_cache_dtype": {"type": "str"},
+            "kv_cache_dtype": {"type": "str", "choices": ["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]},
             "enable_chunked_prefill": {"type": "bool", "default": False},
             "swap_space": {"type": "float"},
             "tokenizer_pool_size": {"type": "int"},

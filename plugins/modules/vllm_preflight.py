@@ -87,6 +87,7 @@ options:
     description: KV cache dtype; C(fp8) variants store one byte per element.
     type: str
     default: auto
+    choices: [auto, fp8, fp8_e4m3, fp8_e5m2]
   max_num_batched_tokens:
     description: Tokens per scheduler step; sizes the activation estimate.
     type: int
@@ -262,6 +263,9 @@ compatibility_notes:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_options import (
+    argument_spec as engine_argument_spec,
+)
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_preflight import (
     PreflightError,
     compatibility_problems,
@@ -279,19 +283,19 @@ def main() -> None:
             "gpus": {"type": "list", "elements": "dict"},
             "gpu_memory_gib": {"type": "float"},
             "gpu_reserved_gib": {"type": "float", "default": 0.34},
-            "tensor_parallel_size": {"type": "int", "default": 1},
+            **engine_argument_spec(
+                ("tensor_parallel_size", "dtype", "max_model_len", "block_size"),
+                tensor_parallel_size=1,
+                dtype="auto",
+                block_size=16,
+            ),
             "pipeline_parallel_size": {"type": "int", "default": 1},
             "nnodes": {"type": "int", "default": 1},
-            "dtype": {
-                "type": "str",
-                "default": "auto",
-                "choices": ["auto", "half", "float16", "bfloat16", "float", "float32"],
-            },
-            "max_model_len": {"type": "int"},
-            "block_size": {"type": "int", "default": 16},
-            "gpu_memory_utilization": {"type": "float", "default": 0.9},
-            "kv_cache_dtype": {"type": "str", "default": "auto"},
-            "max_num_batched_tokens": {"type": "int"},
+            **engine_argument_spec(
+                ("gpu_memory_utilization", "kv_cache_dtype", "max_num_batched_tokens"),
+                gpu_memory_utilization=0.9,
+                kv_cache_dtype="auto",
+            ),
             "swap_space_gib": {"type": "float"},
             "kv_cache_gib": {"type": "float"},
             "min_concurrency": {"type": "float", "default": 0.0},

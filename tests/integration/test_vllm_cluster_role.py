@@ -10,8 +10,8 @@ every member at once, then the commit, or the rollback of every member and one f
 names each member's cause. The Docker and GPU tasks of the role's main entry are left out: they
 would install the Docker SDK on this machine. Every line, failure and answer is the engine's own.
 
-One engine lifecycle, two engine-pair starts, no more (each start costs ~45-80 s on two busy
-cores), checked at both levels, the role's tasks and the vllm_container results they register:
+One engine lifecycle, four engine-pair starts (each costs ~45-80 s on two busy cores), checked
+at both levels, the role's tasks and the vllm_container results they register:
 
 1. check mode on fresh hosts: both would change (the follower's argv ends `--headless`, node
    rank 1; the mp backend, world size 2), nothing is created;
@@ -23,7 +23,10 @@ cores), checked at both levels, the role's tasks and the vllm_container results 
    as`` line), the head serves with the world size of the layout and the KV tokens the planner
    predicts for one KV head per rank, a real chat completion; each member's report and the audit
    name its role and node; a re-run changes nothing; check mode of a change would recreate both
-   members and touches neither.
+   members and touches neither;
+4. the benchmark gate: a flag change whose benchmark on the head misses a p99 TTFT ceiling of
+   0.001 ms: the new pair starts and serves, then both members are rolled back to the previous
+   pair (the same containers, serving again) and the play fails naming the regression.
 
 A manifest that differs between the hosts is refused before anything starts.
 
@@ -121,6 +124,12 @@ def cluster(tmp_path):
         "vllm_server_extra_args": ["--enforce-eager"],
         "vllm_server_ready_timeout": 600,
         "vllm_server_verify_timeout": 120,
+        # The benchmark gate's phase: one level of two short requests.
+        "vllm_server_benchmark_concurrency": [1],
+        "vllm_server_benchmark_num_prompts": 2,
+        "vllm_server_benchmark_input_len": 32,
+        "vllm_server_benchmark_output_len": 8,
+        "vllm_server_benchmark_timeout": 300,
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
     }
@@ -209,6 +218,18 @@ def test_cluster_role_refuses_different_weights(tmp_path, cluster):
         assert container_id(name) is None
 
 
+def test_cluster_role_refuses_fewer_forks_than_members(tmp_path, cluster):
+    # One fork: node-a's start would wait for node-b, which Ansible would start only after it.
+    tasks = run_role(tmp_path, cluster["inventory"], "--forks", "1")
+    refused = tasks["Check that Ansible starts every cluster member of the play at once"]
+    for host in ("node-a", "node-b"):
+        assert refused[host]["failed"] is True
+        assert "run with --forks 2 or more" in refused[host]["msg"]
+    assert "Start every member of the cluster together" not in tasks
+    for name in cluster["hosts"].values():
+        assert container_id(name) is None
+
+
 def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     head, follower = cluster["hosts"]["node-a"], cluster["hosts"]["node-b"]
     config = json.loads((MODEL / "config.json").read_text())
@@ -262,7 +283,9 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     # The same deploy, undisturbed: both members start together and the head serves.
     tasks = run_role(tmp_path, cluster["inventory"])
     # The container task ran three times: the check pass, the start, the follower's re-read.
-    check, started, reread = tasks["Converge the vLLM container (started) #runs"]
+    runs = tasks["Converge the vLLM container (started) #runs"]
+    assert len(runs) == 3, tasks["Fail the cluster's change with every member's reason"]
+    check, started, reread = runs
     for result in tasks["Fail the cluster's change with every member's reason"].values():
         assert result.get("skipped") is True
     for host in ("node-a", "node-b"):
@@ -334,3 +357,39 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
         assert check[host]["changed"] is True, check[host]
         assert check[host]["changes"] == ["command"], check[host]["changes"]
     assert {name: container_id(name) for name in (head, follower)} == ids
+
+    # The benchmark gate: a flag change whose benchmark on the head misses a p99 TTFT ceiling
+    # no engine meets. The new pair starts and serves, then every member is rolled back.
+    tasks = run_role(
+        tmp_path,
+        cluster["inventory"],
+        "-e",
+        "vllm_server_benchmark_gate=true",
+        "-e",
+        "vllm_server_max_num_batched_tokens=1024",
+        "-e",
+        "vllm_server_benchmark_max_p99_ttft_ms=0.001",
+    )
+    _, started, *_ = tasks["Converge the vLLM container (started) #runs"]
+    for host in ("node-a", "node-b"):
+        assert started[host]["changed"] is True
+        assert "kind" not in started[host], started[host].get("msg")
+    verdict = tasks["Run the serving benchmark inside the container"]["node-a"]["verdict"]
+    assert verdict["passed"] is False
+    assert "node-b" not in tasks["Run the serving benchmark inside the container"]
+    for host in ("node-a", "node-b"):
+        message = tasks["Fail the cluster's change with every member's reason"][host]["msg"]
+        assert "did not pass its benchmark gate, so every member was rolled back" in message
+        assert "node-a benchmark_regression: concurrency 1: p99 TTFT" in message, message
+        assert tasks["Roll every changed member back together"][host]["rolled_back"] is True
+    # The previous pair again, the same containers, serving.
+    assert {name: container_id(name) for name in (head, follower)} == ids
+    for name in (head, follower):
+        assert container_id(name + PREVIOUS_SUFFIX) is None
+    status, body = http(
+        cluster["port"],
+        "/v1/chat/completions",
+        {"model": "tiny", "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4},
+        timeout=90,
+    )
+    assert status == 200, body

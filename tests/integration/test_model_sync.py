@@ -943,6 +943,25 @@ def test_disk_full_mid_run_fails_cleanly_and_the_next_run_resumes(
         assert not (dest / PARTIAL).exists()
 
 
+def test_a_model_larger_than_the_file_system_is_refused_before_writing(
+    playbook, tmp_path, small_file_system
+):
+    """No min_free_bytes margin and no stand-in for statvfs: the model (a 64 MiB shard, sparse
+    on the source side) does not fit the 48 MiB file system of dest."""
+    source = write_tree(tmp_path / "src", MODEL)
+    with open(source / "model-00003-of-00003.safetensors", "wb") as handle:
+        handle.truncate(64 * 1024 * 1024)
+    dest = small_file_system / "model"
+    args = {"source": str(source), "dest": str(dest), "min_free_bytes": 0}
+    for flags in [("--check",), ()]:
+        refused = playbook(args, *flags, expect_failure=True)
+        assert f"not enough space on {small_file_system}:" in refused["msg"], refused["msg"]
+        assert "MiB free, and 0 B must stay free" in refused["msg"]
+        assert "nothing written" in refused["msg"]
+        assert not dest.exists()
+    assert list(small_file_system.iterdir()) == []
+
+
 def test_controller_work_per_sync(playbook, tmp_path):
     """What the controller costs, counted in remote runs rather than seconds: a first sync is
     one async start and one async_status (polling is a shell probe), a re-run of a model in

@@ -324,52 +324,18 @@ def run_preflight(
         model_config, pipeline_parallel_size=pipeline_parallel_size, weights_bytes=weights_bytes
     )
     model_config, weights_bytes = stage["config"], stage["weights_bytes"]
-    result = _run_preflight(
-        model_config,
-        weights_bytes=weights_bytes,
-        gpu_memory_gib=gpu_memory_gib,
-        tensor_parallel_size=tensor_parallel_size,
-        dtype=dtype,
-        max_model_len=max_model_len,
-        block_size=block_size,
-        gpu_memory_utilization=gpu_memory_utilization,
-        kv_cache_dtype=kv_cache_dtype,
-        max_num_batched_tokens=max_num_batched_tokens,
-        swap_space_gib=swap_space_gib,
-        kv_cache_gib=kv_cache_gib,
-        min_concurrency=min_concurrency,
-        autotune=autotune,
-        autotune_max_gpu_memory_utilization=autotune_max_gpu_memory_utilization,
-    )
-    if pipeline_parallel_size > 1:
-        plan = result["plan"]
-        plan["notes"] = [
-            *plan.get("notes", []),
-            stage_note(pipeline_parallel_size, stage["stages"]),
-        ]
-        plan["pipeline_parallel_size"] = pipeline_parallel_size
-        plan["pipeline_stages"] = stage["stages"]
-    return result
 
+    def staged(result: dict[str, Any]) -> dict[str, Any]:
+        if pipeline_parallel_size > 1:
+            plan = result["plan"]
+            plan["notes"] = [
+                *plan.get("notes", []),
+                stage_note(pipeline_parallel_size, stage["stages"]),
+            ]
+            plan["pipeline_parallel_size"] = pipeline_parallel_size
+            plan["pipeline_stages"] = stage["stages"]
+        return result
 
-def _run_preflight(
-    model_config: Mapping[str, Any],
-    *,
-    weights_bytes: int,
-    gpu_memory_gib: float,
-    tensor_parallel_size: int,
-    dtype: str,
-    max_model_len: int | None,
-    block_size: int,
-    gpu_memory_utilization: float,
-    kv_cache_dtype: str,
-    max_num_batched_tokens: int | None,
-    swap_space_gib: float | None,
-    kv_cache_gib: float | None,
-    min_concurrency: float,
-    autotune: bool,
-    autotune_max_gpu_memory_utilization: float,
-) -> dict[str, Any]:
     target = max(float(min_concurrency), 1.0)
     common = {
         "tensor_parallel_size": tensor_parallel_size,
@@ -404,7 +370,7 @@ def _run_preflight(
         "min_concurrency": target,
     }
     if fit["fits"] or not autotune:
-        return result
+        return staged(result)
 
     # suggest_fit found it already (None when the KV size is given: no utilization changes it).
     utilization = fit["smallest_fitting_gpu_memory_utilization"]
@@ -430,7 +396,7 @@ def _run_preflight(
         )
     else:
         result["message"] += "; autotune found no setting that fits"
-        return result
+        return staged(result)
 
     settings.update(chosen)
     tuned = plan_memory(model_config, **common, **settings)
@@ -443,7 +409,7 @@ def _run_preflight(
             f"({tuned['kv_cache_gib']:.2f} GiB, {tuned['max_concurrency']:.2f}x)"
         ),
     )
-    return result
+    return staged(result)
 
 
 __all__ = [

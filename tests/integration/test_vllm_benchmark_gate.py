@@ -16,27 +16,22 @@ load. The thresholds are about the cause (a ceiling no engine meets), never abou
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 
 import pytest
 from vllm_it import (
     PREVIOUS_SUFFIX,
-    REPO_ROOT,
+    chat,
     container_id,
     container_status,
     docker,
     free_port,
-    http,
+    real_engine_role_vars,
     run_play,
 )
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("real_engine")]
 
-VERSION = "0.32.0"
-IMAGE = f"llmops-test/vllm-cpu:{VERSION}"
-MODEL = REPO_ROOT / "tests/output/models/llmops-test/tiny-qwen3-moe"
 GATED = [
     {
         "name": "Converge behind the gate",
@@ -48,55 +43,19 @@ GATED = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def real_engine():
-    subprocess.run([str(REPO_ROOT / "tests/harness/build-vllm-cpu.sh"), VERSION], check=True)
-    subprocess.run([str(REPO_ROOT / "tests/harness/build-tiny-model.sh"), VERSION], check=True)
-
-
 @pytest.fixture
 def host(tmp_path):
     name = f"llmops-gate-{uuid.uuid4().hex[:8]}"
     port = free_port()
     report = tmp_path / "serving.json"
-    variables = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "vllm_server_benchmark_gate": True,
-        "vllm_server_container_name": name,
-        "vllm_server_image": IMAGE,
-        "vllm_server_pull": "never",
-        "vllm_server_cuda_check": False,
-        "vllm_server_runtime": "",
-        "vllm_server_gpus": "",
-        "vllm_server_cpuset_cpus": "",
-        "vllm_server_ulimits": {},
-        "vllm_server_ipc_mode": "",
-        "vllm_server_shm_size": "1g",
-        "vllm_server_env": {"VLLM_CPU_KVCACHE_SPACE": "1"},
-        "vllm_server_model_host_path": str(MODEL),
-        "vllm_server_model_container_path": "/llmops-test/tiny-qwen3-moe",
-        "vllm_server_served_model_name": "tiny",
-        "vllm_server_port": port,
-        "vllm_server_bind_address": "127.0.0.1",
-        "vllm_server_tensor_parallel_size": 1,
-        "vllm_server_dtype": "bfloat16",
-        "vllm_server_max_model_len": 2048,
-        "vllm_server_max_num_batched_tokens": 2048,
-        "vllm_server_block_size": 128,
-        "vllm_server_swap_space": 0,
-        "vllm_server_tokenizer_pool_size": 0,
-        "vllm_server_extra_args": ["--enforce-eager"],
-        "vllm_server_ready_timeout": 600,
-        "vllm_server_report_path": str(report),
-        "vllm_server_benchmark_html_dir": str(tmp_path / "html"),
-        "vllm_server_benchmark_concurrency": [1],
-        "vllm_server_benchmark_num_prompts": 4,
-        "vllm_server_benchmark_input_len": 32,
-        "vllm_server_benchmark_output_len": 8,
-        "vllm_server_benchmark_timeout": 300,
-        "vllm_server_benchmark_max_failed_requests": 0,
-    }
+    variables = real_engine_role_vars(
+        vllm_server_benchmark_gate=True,
+        vllm_server_container_name=name,
+        vllm_server_port=port,
+        vllm_server_report_path=str(report),
+        vllm_server_benchmark_html_dir=str(tmp_path / "html"),
+        vllm_server_benchmark_max_failed_requests=0,
+    )
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {"hosts": {"gpu-a": variables}}}))
     yield {"name": name, "port": port, "report": report, "inventory": inventory}
@@ -163,12 +122,7 @@ def test_a_change_that_regresses_is_rolled_back_with_its_report(tmp_path, host):
     assert container_id(host["name"]) == first_id
     assert container_status(host["name"]) == "running"
     assert container_id(host["name"] + PREVIOUS_SUFFIX) is None
-    status, body = http(
-        host["port"],
-        "/v1/chat/completions",
-        {"model": "tiny", "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4},
-        timeout=90,
-    )
+    status, body = chat(host["port"])
     assert status == 200, body
     # Its report is back as it was: the figures and the benchmark of the running container.
     assert json.loads(host["report"].read_text()) == first

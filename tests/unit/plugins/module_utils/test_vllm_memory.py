@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from seed_deployment import QWEN3_30B_A3B_WEIGHTS, SEED_ENGINE, SEED_SWAP_SPACE_GIB
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils import vllm_memory
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import (
@@ -25,20 +26,11 @@ FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "model_configs"
 GIB = 2**30
 
 # metadata.total_size of Qwen/Qwen3-30B-A3B's model.safetensors.index.json (SOURCES.md).
-QWEN3_30B_A3B_WEIGHTS = 61_064_245_248
 # metadata.total_size of mistralai/Mistral-7B-v0.1's index (fixture file).
 MISTRAL_7B_WEIGHTS = 14_483_464_192
 
 # The seed deployment's flags (vllm/vllm-openai:v0.8.5 on 4 x RTX 2080 Ti 22 GB).
-SEED = {
-    "tensor_parallel_size": 4,
-    "dtype": "half",
-    "max_model_len": 32768,
-    "block_size": 32,
-    "gpu_memory_utilization": 0.93,
-    "max_num_batched_tokens": 4096,
-    "swap_space_gib": 16,
-}
+SEED = {**SEED_ENGINE, "swap_space_gib": SEED_SWAP_SPACE_GIB}
 
 
 def load(name: str) -> dict:

@@ -8,6 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
+from seed_deployment import (
+    QWEN3_30B_A3B_CONFIG,
+    QWEN3_30B_A3B_WEIGHTS,
+    SEED_ENGINE,
+    SEED_GPU_MEMORY_GIB,
+    SEED_GPUS,
+    SEED_SWAP_SPACE_GIB,
+)
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi import parse_query_csv
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container import compare_plan
@@ -23,19 +31,13 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_preflight 
 
 CONFIGS = Path(__file__).resolve().parents[3] / "fixtures" / "model_configs"
 NVIDIA_SMI = CONFIGS.parent / "nvidia_smi"
-QWEN = json.loads((CONFIGS / "qwen3-30b-a3b.json").read_text())
-QWEN_WEIGHTS = 61_064_245_248  # metadata.total_size of Qwen/Qwen3-30B-A3B's index
-SEED_GPUS = [{"index": i, "memory_total_mib": 22528} for i in range(4)]
+QWEN = QWEN3_30B_A3B_CONFIG
+QWEN_WEIGHTS = QWEN3_30B_A3B_WEIGHTS
 SEED = {
     "weights_bytes": QWEN_WEIGHTS,
-    "gpu_memory_gib": 21.66,
-    "tensor_parallel_size": 4,
-    "dtype": "half",
-    "max_model_len": 32768,
-    "block_size": 32,
-    "gpu_memory_utilization": 0.93,
-    "max_num_batched_tokens": 4096,
-    "swap_space_gib": 16,
+    "gpu_memory_gib": SEED_GPU_MEMORY_GIB,
+    **SEED_ENGINE,
+    "swap_space_gib": SEED_SWAP_SPACE_GIB,
 }
 
 

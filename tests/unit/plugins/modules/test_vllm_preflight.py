@@ -5,19 +5,13 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from seed_deployment import SEED_ENGINE
 
 from ansible_collections.llmops.gpu_serving.plugins.modules import vllm_preflight
 
 CONFIGS = Path(__file__).resolve().parents[3] / "fixtures" / "model_configs"
 SEED_GPUS = [{"index": i, "memory_total_mib": 22528} for i in range(4)]
-SEED_FLAGS = {
-    "tensor_parallel_size": 4,
-    "dtype": "half",
-    "max_model_len": 32768,
-    "block_size": 32,
-    "gpu_memory_utilization": 0.93,
-    "max_num_batched_tokens": 4096,
-}
+SEED_FLAGS = dict(SEED_ENGINE)
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 import time
@@ -143,7 +142,13 @@ class HubRepo:
 class FakeHub:
     """The server; use as a context manager. ``endpoint`` is what HF_ENDPOINT would be."""
 
-    def __init__(self, repos: list[HubRepo], bytes_per_second: int = 0, stall_after: int = 0):
+    def __init__(
+        self,
+        repos: list[HubRepo],
+        bytes_per_second: int = 0,
+        stall_after: int = 0,
+        port: int = 0,
+    ):
         self.repos = {repo.repo_id: repo for repo in repos}
         self.bytes_per_second = bytes_per_second
         # Payload responses stop sending (without closing) after this many bytes, for up to
@@ -153,7 +158,7 @@ class FakeHub:
         self._repos_for_blobs = repos
         self._blobs_key: tuple = ()
         self._blobs: dict[str, bytes] = {}
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         # The "CDN" LFS files redirect to: another host, as on the real Hub, where the client
         # stops following redirects when it reads a file's metadata.
         self._cdn = ThreadingHTTPServer(("127.0.0.2", 0), self._handler())
@@ -475,12 +480,18 @@ class StaticMirror:
         self._hub.__exit__(*exc)
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: serve a directory as a Hub repo
-    import sys
+if __name__ == "__main__":  # pragma: no cover - run on a test host by molecule/model_sync
+    import argparse
 
-    root = Path(sys.argv[1])
-    repo_files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    parser = argparse.ArgumentParser(description="Serve a directory as a Hub repository.")
+    parser.add_argument("root", type=Path, help="the repository's files")
+    parser.add_argument("--repo", default="org/model", help="repository id (org/name)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any)")
+    cli = parser.parse_args()
+    repo_files = {
+        str(p.relative_to(cli.root)): p.read_bytes() for p in cli.root.rglob("*") if p.is_file()
+    }
     big = {p for p, d in repo_files.items() if len(d) > 1024 * 1024}
-    with FakeHub([HubRepo(os.environ.get("REPO", "org/model"), repo_files, big)]) as served:
+    with FakeHub([HubRepo(cli.repo, repo_files, big)], port=cli.port) as served:
         print(served.endpoint, flush=True)
         threading.Event().wait()

@@ -83,3 +83,39 @@ def test_the_puller_copied_from_the_first_host(host):
         assert manifest["source"].startswith("rsync://llmops-fanout@")
         assert manifest["source"].endswith(":8730/llmops-model")
         assert not host.file("/srv/model-source").exists
+
+
+# --- hf:// through the virtualenv the role installs -------------------------------------------
+
+HUB_MODEL_DIR = "/home/llm/model/acme/tiny-hub"
+HUB_EXPECTED = {
+    "config.json": b'{"architectures": ["Qwen3ForCausalLM"]}',
+    "model.safetensors": shard("hub-shard", 2097152),
+}
+
+
+def test_the_hub_client_is_installed_in_its_virtualenv_on_the_downloading_host(host):
+    python = host.file("/opt/llmops/model-sync/bin/python")
+    if not host.backend.get_hostname().endswith("debian12"):
+        assert not python.exists  # the puller copies from the first host, it needs no client
+        return
+    version = host.check_output(
+        "/opt/llmops/model-sync/bin/python -c "
+        "'import huggingface_hub, hf_xet; print(huggingface_hub.__version__)'"
+    )
+    assert version.strip() == "2.4.0"
+
+
+def test_the_hub_model_is_verified_on_both_hosts(host):
+    manifest = json.loads(host.file(f"{HUB_MODEL_DIR}/.llmops-manifest.json").content_string)
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == {
+        name: hashlib.sha256(data).hexdigest() for name, data in HUB_EXPECTED.items()
+    }
+    # The revision is the commit the default branch resolved to, on the puller too.
+    assert len(manifest["revision"]) == 40
+    assert all(c in "0123456789abcdef" for c in manifest["revision"])
+    for name, data in HUB_EXPECTED.items():
+        assert host.file(f"{HUB_MODEL_DIR}/{name}").sha256sum == hashlib.sha256(data).hexdigest()
+    if host.backend.get_hostname().endswith("debian12"):
+        assert manifest["source"] == "hf://acme/tiny-hub"
+    assert not host.file(f"{HUB_MODEL_DIR}/.llmops-partial").exists

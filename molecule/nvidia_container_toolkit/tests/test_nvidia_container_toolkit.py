@@ -21,7 +21,7 @@ VERSION = "1.17.8-1"
 
 
 def is_default_runtime_host(host) -> bool:
-    return host.backend.get_hostname().endswith("-debian13")
+    return host.backend.get_hostname().endswith("-ubuntu2404")
 
 
 def docker_info(host) -> dict:

@@ -18,13 +18,22 @@ def is_distro(host) -> bool:
 
 
 def has_options(host) -> bool:
-    """Debian 13 from Docker CE: compose and buildx plugins and live-restore on (converge.yml)."""
-    name = host.backend.get_hostname()
-    return name.endswith("-debian13") and not is_distro(host)
+    """Ubuntu 24.04 from Docker CE: compose and buildx plugins, live-restore on (converge.yml)."""
+    return host.backend.get_hostname().endswith("-ubuntu2404")
 
 
 def debian_release(host) -> str:
     return host.file("/etc/debian_version").content_string.split(".")[0].strip()
+
+
+def suite(host) -> str:
+    """The distribution part of Docker's version strings: debian.12~bookworm, ubuntu.24.04~noble
+    (the Ubuntu-facts platform's os-release), as roles/docker_engine/vars/main.yml builds it."""
+    info = host.system_info
+    if info.distribution == "ubuntu":
+        return f"ubuntu.{info.release}~{info.codename}"
+    release = debian_release(host)
+    return f"debian.{release}~{CODENAMES[release]}"
 
 
 def docker_json(host, *args: str):
@@ -84,8 +93,7 @@ def test_new_containers_get_the_rotated_json_file_logs(host):
 def test_docker_ce_is_the_pinned_version_and_held(host):
     if is_distro(host):
         pytest.skip("the distro variant installs docker.io")
-    release = debian_release(host)
-    expected = f"5:27.5.1-1~debian.{release}~{CODENAMES[release]}"
+    expected = f"5:27.5.1-1~{suite(host)}"
     for package in DOCKER_CE:
         assert host.package(package).version == expected
     holds = host.check_output("apt-mark showhold").split()
@@ -153,8 +161,7 @@ def test_cli_plugins_are_an_option_pinned_and_held(host, package, command, versi
     if not has_options(host):
         assert not host.package(package).is_installed
         return
-    release = debian_release(host)
-    expected = f"{version}-1~debian.{release}~{CODENAMES[release]}"
+    expected = f"{version}-1~{suite(host)}"
     assert host.package(package).version == expected
     assert package in host.check_output("apt-mark showhold").split()
     assert f"Candidate: {expected}" in host.check_output(f"apt-cache policy {package}")

@@ -81,6 +81,15 @@ CUDA_REPOS = {
     "debian12": {"family": "debian", "toolkits": ("12.4.1", "12.5.1", "12.6.3")},
     "debian13": {"family": "debian", "toolkits": ("12.6.3",)},
 }
+# NVIDIA's debian13 directory as NVIDIA publishes it (facts, "What real hosts do";
+# NVIDIA/cuda-repo-management#38, #39): no 550 driver branch and a signing key of its own,
+# 8793F200.pub, instead of 3bf863cc. It is built apart, under compute/cuda/repos-published/,
+# because the site and vllm_server scenarios still install 550.144.03 on Debian 13 from the
+# simulated debian13 directory above (which keeps the 550 family until they move); the
+# nvidia_driver_paths scenario checks the role's refusal against this one. Newer driver branches
+# and CUDA 13 (what the real directory holds) are not simulated: the directory has the keyring.
+CUDA_PUBLISHED_DEBIAN13_KEY_FILE = "8793F200.pub"
+
 # Docker's suites: codename -> (the version's distribution part, the Debian release whose
 # docker.io is repackaged as docker-ce; see repackage_docker_ce). Ubuntu's archive cannot be
 # fetched here, so the noble suite repackages Debian 13's docker.io: the Ubuntu 24.04 test
@@ -131,6 +140,13 @@ class Package:
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kwargs)
+
+
+# dpkg-deb clamps the archive's timestamps to SOURCE_DATE_EPOCH (dpkg 1.18.11 and later,
+# reproducible-builds.org's convention): the same package content gives the same .deb in every
+# build, so a rebuild of the repositories leaves the hashes that test hosts' package lists hold
+# valid (otherwise a host that read the lists before a rebuild fails with "Hash Sum mismatch").
+REPRODUCIBLE_ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1735689600"}
 
 
 def recipe_hash() -> str:
@@ -198,6 +214,7 @@ def build_deb(pkg: Package, pool: Path, workdir: Path) -> Path:
     run(
         ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
         stdout=subprocess.DEVNULL,
+        env=REPRODUCIBLE_ENV,
     )
     return deb
 
@@ -1049,6 +1066,7 @@ def repackage_debian_docker(
         ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", str(root),
          str(pool / f"{name}_{upstream}_amd64.deb")],
         stdout=subprocess.DEVNULL,
+        env=REPRODUCIBLE_ENV,
     )  # fmt: skip
     shutil.rmtree(root)
 
@@ -1308,6 +1326,11 @@ def build(out: Path, mount_point: str) -> dict:
                 keys / "docker", "Simulated Docker Release (CE deb)", "docker@llmops.invalid"
             ),
             "distro": Signer(keys / "distro", "Simulated distro extras", "distro@llmops.invalid"),
+            "cuda-debian13": Signer(
+                keys / "cuda-debian13",
+                "Simulated NVIDIA CUDA repo (debian13 key)",
+                "cudatools-debian13@llmops.invalid",
+            ),
         }
 
         cuda_base = staging / "compute" / "cuda" / "repos"
@@ -1329,6 +1352,18 @@ def build(out: Path, mount_point: str) -> dict:
             # Same file name as NVIDIA's key (3bf863cc.pub), simulated key inside: the roles find
             # it where they would on a real host and must be given this key's fingerprint.
             (directory / "3bf863cc.pub").write_bytes(signers["cuda"].export(armor=True))
+        published = staging / "compute" / "cuda" / "repos-published" / "debian13" / "x86_64"
+        write_flat_repo(
+            published,
+            [cuda_keyring_package(signers["cuda-debian13"].export(armor=False))],
+            signers["cuda-debian13"],
+            work / "debian13-published",
+            origin="NVIDIA",
+            label="NVIDIA CUDA",
+        )
+        (published / CUDA_PUBLISHED_DEBIAN13_KEY_FILE).write_bytes(
+            signers["cuda-debian13"].export(armor=True)
+        )
         driver_local_sha256 = write_driver_local_repos(
             staging, keys / "driver-local", work / "driver-local"
         )
@@ -1402,6 +1437,12 @@ def build(out: Path, mount_point: str) -> dict:
             "vendor_repo_root": url,
             "vendor_repo_cuda_base_url": f"{url}/compute/cuda/repos",
             "vendor_repo_cuda_key_fingerprint": signers["cuda"].fingerprint,
+            "vendor_repo_cuda_published_base_url": f"{url}/compute/cuda/repos-published",
+            "vendor_repo_cuda_debian13_key_url": (
+                f"{url}/compute/cuda/repos-published/debian13/x86_64/"
+                f"{CUDA_PUBLISHED_DEBIAN13_KEY_FILE}"
+            ),
+            "vendor_repo_cuda_debian13_key_fingerprint": signers["cuda-debian13"].fingerprint,
             "vendor_repo_driver_local_repo_base_url": f"{url}/compute/nvidia-driver",
             "vendor_repo_driver_local_repo_sha256": driver_local_sha256,
             "vendor_repo_cuda_runfile_url": f"{url}/{runfile_path}",

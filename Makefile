@@ -74,6 +74,7 @@ harness: venv ## Docker engine, test images, simulated vendor repositories
 	tests/harness/save-image.sh llmops-test/vllm-cpu:$(VLLM_CPU_VERSION) vllm-cpu-$(VLLM_CPU_VERSION).tar
 	python tests/harness/vendor_repo.py
 	python tests/harness/synthetic_model.py
+	tests/harness/model-sync-wheels.sh
 	cp tests/output/vendor-repo/vendor-vars.yml inventories/sandbox/group_vars/all/vendor_repo_generated.yml
 
 .PHONY: integration

@@ -11,7 +11,6 @@ because this dockerd has no NVIDIA runtime.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import urllib.request
 import uuid
 
 import pytest
-from vllm_it import REPO_ROOT, docker, free_port
+from vllm_it import REPO_ROOT, ansible_playbook, docker, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -75,21 +74,14 @@ def exporter(image, tmp_path):
 
 
 def play(exporter, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "ansible-playbook", "-i", str(exporter["inventory"]),
-            str(REPO_ROOT / "playbooks/monitoring.yml"),
-            "-e", f"vllm_server_monitoring_file_sd_path={exporter['sd']}", *extra,
-        ],
-        cwd=REPO_ROOT,
-        env=dict(
-            os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"), ANSIBLE_NOCOLOR="1"
-        ),
-        capture_output=True,
-        text=True,
-        check=False,
+    return ansible_playbook(
+        "playbooks/monitoring.yml",
+        exporter["inventory"],
+        "-e",
+        f"vllm_server_monitoring_file_sd_path={exporter['sd']}",
+        *extra,
         timeout=600,
-    )  # fmt: skip
+    )
 
 
 def recap_changed(stdout: str) -> int:

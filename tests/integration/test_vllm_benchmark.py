@@ -9,19 +9,27 @@ tiny random-weight model. Also: playbooks/monitoring.yml writes the Prometheus f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
 
 import pytest
-from vllm_it import REPO_ROOT, docker, free_port, http, run_module
+from vllm_it import (
+    TINY_MODEL,
+    VLLM_CPU_IMAGE,
+    ansible_playbook,
+    build_real_engine,
+    container_status,
+    docker,
+    free_port,
+    http,
+    run_module,
+)
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "llmops-test/vllm-cpu:0.32.0"
-MODEL = REPO_ROOT / "tests/output/models/llmops-test/tiny-qwen3-moe"
+IMAGE = VLLM_CPU_IMAGE
+MODEL = TINY_MODEL
 KEY = "bench-key-" + uuid.uuid4().hex[:6]
 MODULE = "llmops.gpu_serving.vllm_benchmark"
 LEVEL_FIELDS = {
@@ -47,8 +55,7 @@ LEVEL_FIELDS = {
 
 @pytest.fixture(scope="module")
 def server():
-    subprocess.run([str(REPO_ROOT / "tests/harness/build-vllm-cpu.sh"), "0.32.0"], check=True)
-    subprocess.run([str(REPO_ROOT / "tests/harness/build-tiny-model.sh"), "0.32.0"], check=True)
+    build_real_engine()
     name = f"llmops-bench-it-{uuid.uuid4().hex[:8]}"
     port = free_port()
     docker(
@@ -58,8 +65,10 @@ def server():
         "--enforce-eager", "--api-key", KEY,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
+        # Until it serves, or it exited; the bound is the role's ready timeout (600 s): a
+        # loaded two-core machine took 510 s to start this engine (tests/fixtures/vllm_results).
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and container_status(name) == "running":
             try:
                 if http(port, "/health", timeout=2)[0] == 200:
                     break
@@ -67,7 +76,10 @@ def server():
                 pass
             time.sleep(2)
         else:
-            pytest.fail("the engine did not answer /health:\n" + docker("logs", name).stderr)
+            pytest.fail(
+                f"the engine did not answer /health ({container_status(name)}):\n"
+                + docker("logs", name).stderr[-4000:]
+            )
         yield {"name": name, "port": port}
     finally:
         docker("rm", "-f", name, check=False)
@@ -170,18 +182,14 @@ def test_monitoring_playbook_writes_file_sd_of_every_host(server, tmp_path):
         )
     )
     target_file = tmp_path / "sd" / "vllm.json"
-    done = subprocess.run(
-        [
-            "ansible-playbook", "-i", str(inventory), str(REPO_ROOT / "playbooks/monitoring.yml"),
-            "-e", f"vllm_server_monitoring_file_sd_path={target_file}",
-            "-e", f"ansible_python_interpreter={sys.executable}",
-        ],
-        cwd=REPO_ROOT,
-        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections")),
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
+    done = ansible_playbook(
+        "playbooks/monitoring.yml",
+        inventory,
+        "-e",
+        f"vllm_server_monitoring_file_sd_path={target_file}",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     targets = json.loads(target_file.read_text())
     assert [group["targets"] for group in targets] == [
@@ -224,18 +232,7 @@ def test_benchmark_playbook_records_the_figures_then_fails_the_regression(server
             }
         )
     )
-    done = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(REPO_ROOT / "playbooks/benchmark.yml")],
-        cwd=REPO_ROOT,
-        env=dict(
-            os.environ,
-            ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
-            ANSIBLE_NOCOLOR="true",
-        ),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = ansible_playbook("playbooks/benchmark.yml", inventory)
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
     assert "serving benchmark regression on gpu-a: concurrency 1: p99 TTFT" in output

@@ -138,6 +138,29 @@ def run_module(
     return result, elapsed
 
 
+def ansible_playbook(
+    playbook: Path | str, inventory: Path | str, *args: str, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """ansible-playbook of this checkout's collection, from the repository root, text output.
+
+    ``playbook`` relative to the repository root or absolute; the exit status is the caller's
+    to judge (check=False).
+    """
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(REPO_ROOT / playbook), *args],
+        cwd=REPO_ROOT,
+        env=dict(
+            os.environ,
+            ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
+            ANSIBLE_NOCOLOR="true",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
 def run_play(
     tmp_path: Path,
     inventory: Path,

@@ -40,6 +40,10 @@ INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 class PreflightError(Exception):
     """The deployment cannot be planned (missing files, too few GPUs); the message says why."""
 
+    def __init__(self, msg: str, **details: Any):
+        super().__init__(msg)
+        self.details = details
+
 
 def read_model_dir(path: str) -> dict[str, Any]:
     """config.json and the weight size of a model directory as vLLM would load it.
@@ -412,6 +416,88 @@ def run_preflight(
     return staged(result)
 
 
+# The vllm_preflight module's options that run_preflight takes under the same name.
+_PLAN_OPTIONS = (
+    "tensor_parallel_size",
+    "dtype",
+    "max_model_len",
+    "block_size",
+    "gpu_memory_utilization",
+    "kv_cache_dtype",
+    "max_num_batched_tokens",
+    "swap_space_gib",
+    "kv_cache_gib",
+    "min_concurrency",
+    "autotune",
+    "autotune_max_gpu_memory_utilization",
+    "pipeline_parallel_size",
+)
+
+
+def preflight_of_options(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """One run of the vllm_preflight module: its options in, (the result, the warnings) out.
+
+    Raises PreflightError with the message to fail with (and ``details`` to return beside it)
+    for options out of range, a layout the GPUs cannot hold, a configuration vLLM would refuse
+    on these GPUs, or, with ``fail_on_misfit``, one that does not fit.
+    """
+    p = params
+    if p["min_concurrency"] < 0:
+        raise PreflightError(f"min_concurrency must be 0 or more, got {p['min_concurrency']:g}")
+    cap = p["autotune_max_gpu_memory_utilization"]
+    if not 0 < cap <= 1:
+        raise PreflightError(f"autotune_max_gpu_memory_utilization must be in (0, 1], got {cap:g}")
+    layout = {"pipeline_parallel_size": p["pipeline_parallel_size"], "nnodes": p["nnodes"]}
+    try:
+        per_node = gpus_per_node(p["tensor_parallel_size"], **layout)
+        model = read_model_dir(p["model_path"])
+        problems, notes = [], []
+        if p["check_compatibility"]:
+            problems, notes = compatibility_problems(
+                model["config"],
+                p["gpus"],
+                tensor_parallel_size=p["tensor_parallel_size"],
+                dtype=p["dtype"],
+                kv_cache_dtype=p["kv_cache_dtype"],
+                max_model_len=p["max_model_len"],
+                rope_scaling=p["rope_scaling"],
+                allow_long_max_model_len=p["allow_long_max_model_len"],
+                prefix=p["variable_prefix"],
+                gpus_used=per_node,
+            )
+        if problems:
+            raise PreflightError(
+                "vLLM preflight: " + "; ".join(problems), compatibility_notes=notes
+            )
+        if p["gpu_memory_gib"] is not None:
+            gpu_memory_gib = p["gpu_memory_gib"]
+        else:
+            gpu_memory_gib = usable_gpu_memory_gib(
+                p["gpus"], p["tensor_parallel_size"], p["gpu_reserved_gib"], **layout
+            )
+        result = run_preflight(
+            model["config"],
+            weights_bytes=model["weights_bytes"],
+            gpu_memory_gib=gpu_memory_gib,
+            **{name: p[name] for name in _PLAN_OPTIONS},
+        )
+    except PreflightError as exc:
+        if str(exc).startswith("vLLM preflight: "):
+            raise
+        raise PreflightError(f"vLLM preflight: {exc}", **exc.details) from None
+    except (ValueError, TypeError) as exc:
+        raise PreflightError(f"vLLM preflight: {exc}") from None
+    result.update(
+        changed=False,
+        gpu_memory_gib=gpu_memory_gib,
+        compatibility_notes=notes,
+        model={"weights_bytes": model["weights_bytes"], "weights_source": model["weights_source"]},
+    )
+    if not result["fits"] and p["fail_on_misfit"]:
+        raise PreflightError(f"vLLM preflight: the configuration {result['message']}", **result)
+    return result, [f"vLLM preflight: {note}" for note in notes]
+
+
 __all__ = [
     "DEFAULT_RESERVED_GIB",
     "GIB",
@@ -419,6 +505,7 @@ __all__ = [
     "compatibility_problems",
     "derived_max_model_len",
     "gpus_per_node",
+    "preflight_of_options",
     "read_model_dir",
     "run_preflight",
     "usable_gpu_memory_gib",

@@ -268,11 +268,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_options im
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_preflight import (
     PreflightError,
-    compatibility_problems,
-    gpus_per_node,
-    read_model_dir,
-    run_preflight,
-    usable_gpu_memory_gib,
+    preflight_of_options,
 )
 
 
@@ -310,71 +306,12 @@ def main() -> None:
         required_one_of=[("gpus", "gpu_memory_gib")],
         supports_check_mode=True,
     )
-    p = module.params
-    if p["min_concurrency"] < 0:
-        module.fail_json(msg=f"min_concurrency must be 0 or more, got {p['min_concurrency']:g}")
-    cap = p["autotune_max_gpu_memory_utilization"]
-    if not 0 < cap <= 1:
-        module.fail_json(msg=f"autotune_max_gpu_memory_utilization must be in (0, 1], got {cap:g}")
-    layout = {"pipeline_parallel_size": p["pipeline_parallel_size"], "nnodes": p["nnodes"]}
     try:
-        per_node = gpus_per_node(p["tensor_parallel_size"], **layout)
-        model = read_model_dir(p["model_path"])
-        problems, notes = [], []
-        if p["check_compatibility"]:
-            problems, notes = compatibility_problems(
-                model["config"],
-                p["gpus"],
-                tensor_parallel_size=p["tensor_parallel_size"],
-                dtype=p["dtype"],
-                kv_cache_dtype=p["kv_cache_dtype"],
-                max_model_len=p["max_model_len"],
-                rope_scaling=p["rope_scaling"],
-                allow_long_max_model_len=p["allow_long_max_model_len"],
-                prefix=p["variable_prefix"],
-                gpus_used=per_node,
-            )
-        if problems:
-            module.fail_json(
-                msg="vLLM preflight: " + "; ".join(problems), compatibility_notes=notes
-            )
-        for note in notes:
-            module.warn(f"vLLM preflight: {note}")
-        if p["gpu_memory_gib"] is not None:
-            gpu_memory_gib = p["gpu_memory_gib"]
-        else:
-            gpu_memory_gib = usable_gpu_memory_gib(
-                p["gpus"], p["tensor_parallel_size"], p["gpu_reserved_gib"], **layout
-            )
-        result = run_preflight(
-            model["config"],
-            weights_bytes=model["weights_bytes"],
-            gpu_memory_gib=gpu_memory_gib,
-            tensor_parallel_size=p["tensor_parallel_size"],
-            dtype=p["dtype"],
-            max_model_len=p["max_model_len"],
-            block_size=p["block_size"],
-            gpu_memory_utilization=p["gpu_memory_utilization"],
-            kv_cache_dtype=p["kv_cache_dtype"],
-            max_num_batched_tokens=p["max_num_batched_tokens"],
-            swap_space_gib=p["swap_space_gib"],
-            kv_cache_gib=p["kv_cache_gib"],
-            min_concurrency=p["min_concurrency"],
-            autotune=p["autotune"],
-            autotune_max_gpu_memory_utilization=cap,
-            pipeline_parallel_size=p["pipeline_parallel_size"],
-        )
-    except (PreflightError, ValueError, TypeError) as exc:
-        module.fail_json(msg=f"vLLM preflight: {exc}")
-
-    result.update(
-        changed=False,
-        gpu_memory_gib=gpu_memory_gib,
-        compatibility_notes=notes,
-        model={"weights_bytes": model["weights_bytes"], "weights_source": model["weights_source"]},
-    )
-    if not result["fits"] and p["fail_on_misfit"]:
-        module.fail_json(msg=f"vLLM preflight: the configuration {result['message']}", **result)
+        result, warnings = preflight_of_options(module.params)
+    except PreflightError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    for warning in warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 

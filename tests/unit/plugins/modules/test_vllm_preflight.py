@@ -170,3 +170,33 @@ def test_an_e4m3_kv_cache_on_turing_warns_and_plans(capsys, seed_model):
     assert warnings == [f"vLLM preflight: {note}" for note in result["compatibility_notes"]]
     assert warnings[0].startswith("vLLM preflight: kv_cache_dtype fp8 (e4m3) on SM 7.5")
     assert result["plan"]["kv_cache_gib"] > 0
+
+
+def test_a_cluster_member_plans_its_own_ranks(capsys, seed_model):
+    # Two of the seed's hosts, TP 8 across them: each runs 4 ranks on its 4 cards.
+    flags = dict(SEED_FLAGS, tensor_parallel_size=8)
+    failed, result = run_module(
+        capsys, model_path=str(seed_model), gpus=SEED_GPUS, nnodes=2, **flags
+    )
+    assert not failed, result["msg"]
+    assert result["gpu_memory_gib"] == 21.66
+    # Eight ranks share the KV heads and the weights: more room per card than TP 4.
+    _, alone = run_module(capsys, model_path=str(seed_model), gpus=SEED_GPUS, **SEED_FLAGS)
+    assert result["plan"]["kv_cache_tokens"] > alone["plan"]["kv_cache_tokens"]
+
+
+def test_a_layout_that_needs_more_gpus_than_the_host_has_is_refused(capsys, seed_model):
+    flags = dict(SEED_FLAGS, tensor_parallel_size=8)
+    failed, result = run_module(
+        capsys,
+        model_path=str(seed_model),
+        gpus=SEED_GPUS,
+        pipeline_parallel_size=2,
+        nnodes=2,
+        **flags,
+    )
+    assert failed
+    assert result["msg"] == (
+        "vLLM preflight: tensor_parallel_size 8 x pipeline_parallel_size 2 over 2 hosts needs "
+        "8 GPUs per host, nvidia-smi lists 4"
+    )

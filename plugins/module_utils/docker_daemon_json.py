@@ -447,3 +447,45 @@ def daemon_config_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
                 )
                 break
     return problems
+
+
+# dockerd --validate (moby/moby#42393, Docker 23.0 and later; documented in docker/cli#3108):
+# loads the file as the daemon would, prints "configuration OK" and exits 0, or prints
+# "unable to configure the Docker daemon with file <path>: <reason>" and exits 1. It catches
+# what the known rules above cannot: directives no option matches and every key's JSON type.
+# An older dockerd (Debian 12's 20.10) answers "unknown flag: --validate" and exits 1; then the
+# known rules are what checks the file. Real outputs: tests/fixtures/dockerd_validate/.
+DOCKERD_VALIDATE_TIMEOUT_S = 30
+_DOCKERD_REFUSAL = "unable to configure the Docker daemon with file"
+
+
+def dockerd_validate_argv(dockerd: str, config_path: str) -> list[str]:
+    """The command that validates ``config_path`` without starting a daemon."""
+    return [dockerd, "--validate", "--config-file", config_path]
+
+
+def dockerd_validation(rc: int | None, stdout: str, stderr: str) -> dict[str, str]:
+    """Classify a ``dockerd --validate`` run: ``{"verdict": ..., "message": ...}``.
+
+    ``rc`` None: it did not finish in time. Verdicts: ``ok``; ``refused`` (the reason dockerd
+    gave); ``unsupported`` (a dockerd without --validate); ``unavailable`` (no dockerd, or no
+    answer), where only the known rules check the file.
+    """
+    text = "\n".join(part.strip() for part in (stdout or "", stderr or "") if part and part.strip())
+    if rc is None:
+        return {
+            "verdict": "unavailable",
+            "message": f"dockerd --validate did not answer within {DOCKERD_VALIDATE_TIMEOUT_S} s",
+        }
+    if "unknown flag: --validate" in text or "flag provided but not defined: -validate" in text:
+        return {"verdict": "unsupported", "message": "this dockerd has no --validate (Docker < 23)"}
+    if rc == 127:
+        return {"verdict": "unavailable", "message": text or "dockerd not found"}
+    if rc == 0:
+        return {"verdict": "ok", "message": text or "configuration OK"}
+    lines = [line for line in text.splitlines() if line.strip()]
+    reason = next((line for line in lines if _DOCKERD_REFUSAL in line), lines[-1] if lines else "")
+    if _DOCKERD_REFUSAL in reason:
+        # The temporary file's name means nothing to the user: keep what follows it.
+        reason = reason.split(": ", 1)[1] if ": " in reason else reason
+    return {"verdict": "refused", "message": reason or f"exit status {rc}"}

@@ -12,6 +12,8 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.docker_daemon_j
     configs_equal,
     default_runtime_warning,
     diff_daemon_config,
+    dockerd_validate_argv,
+    dockerd_validation,
     merge_daemon_config,
     parse_daemon_json,
     plan_daemon_json_update,
@@ -520,3 +522,54 @@ def test_plan_leaves_the_hosts_own_keys_to_the_host():
     assert plan["changed"] is True
     assert plan["changed_keys"] == ["runtimes"]
     assert "tcp://127.0.0.1:2375" in plan["after"]["hosts"]
+
+
+# --- dockerd --validate, classified from real runs (tests/fixtures/dockerd_validate) ----------
+VALIDATE_RUNS = json.loads(
+    (
+        Path(__file__).resolve().parents[3] / "fixtures" / "dockerd_validate" / "captures.json"
+    ).read_text()
+)
+
+
+@pytest.mark.parametrize(
+    ("run", "verdict", "message"),
+    [
+        ("26.1.5_ok", "ok", "configuration OK"),
+        (
+            "26.1.5_log-opts-number",
+            "refused",
+            "json: cannot unmarshal number into Go struct field "
+            "Config.CommonConfig.LogConfig.log-opts of type string",
+        ),
+        (
+            "26.1.5_unknown-directive",
+            "refused",
+            "the following directives don't match any configuration option: "
+            "containerd-plugin-namespace",
+        ),
+        ("26.1.5_malformed", "refused", "unexpected end of JSON input"),
+        (
+            "20.10.24_no-validate-flag",
+            "unsupported",
+            "this dockerd has no --validate (Docker < 23)",
+        ),
+    ],
+)
+def test_dockerd_validate_runs_are_classified(run, verdict, message):
+    captured = VALIDATE_RUNS[run]
+    assert dockerd_validation(captured["rc"], captured["stdout"], captured["stderr"]) == {
+        "verdict": verdict,
+        "message": message,
+    }
+
+
+def test_no_answer_and_no_binary_leave_the_known_rules():
+    assert dockerd_validation(None, "", "")["verdict"] == "unavailable"
+    assert dockerd_validation(127, "", "dockerd: not found")["verdict"] == "unavailable"
+    assert dockerd_validate_argv("/usr/bin/dockerd", "/tmp/x.json") == [
+        "/usr/bin/dockerd",
+        "--validate",
+        "--config-file",
+        "/tmp/x.json",
+    ]

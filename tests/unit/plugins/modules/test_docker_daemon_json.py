@@ -346,3 +346,99 @@ def test_directory_path_fails(docker_dir, capsys):
     failed, result = run_module(capsys, path=str(docker_dir), config=NVIDIA_RUNTIME)
     assert failed
     assert "is a directory" in result["msg"]
+
+
+# --- dockerd --validate before writing ----------------------------------------------------------
+# Stand-in dockerd executables replay real runs (tests/fixtures/dockerd_validate/captures.json):
+# what they print and their exit status; they also keep the file they were asked to check.
+VALIDATE_RUNS = json.loads(
+    (FIXTURES.parent / "dockerd_validate" / "captures.json").read_text(encoding="utf-8")
+)
+
+
+def replaying_dockerd(tmp_path: Path, run: str) -> tuple[Path, Path]:
+    captured = VALIDATE_RUNS[run]
+    seen = tmp_path / f"seen-{run}.json"
+    (tmp_path / f"{run}.out").write_text(captured["stdout"])
+    (tmp_path / f"{run}.err").write_text(captured["stderr"])
+    script = tmp_path / f"dockerd-{run}"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = --validate ] && [ "$2" = --config-file ] && cp "$3" {seen}\n'
+        f"cat {tmp_path / f'{run}.out'}\n"
+        f"cat {tmp_path / f'{run}.err'} >&2\n"
+        f"exit {captured['rc']}\n"
+    )
+    script.chmod(0o755)
+    return script, seen
+
+
+def test_a_file_dockerd_validates_is_written_and_says_so(docker_dir, tmp_path, capsys):
+    dockerd, seen = replaying_dockerd(tmp_path, "26.1.5_ok")
+    target = docker_dir / "daemon.json"
+    failed, result = run_module(
+        capsys, path=str(target), config=LOG_ROTATION, dockerd_path=str(dockerd)
+    )
+    assert not failed, result
+    assert result["validated_by"] == "dockerd --validate"
+    # dockerd checked exactly what was then written.
+    assert seen.read_text() == target.read_text()
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_file_dockerd_refuses_is_not_written(docker_dir, tmp_path, capsys, check_mode):
+    dockerd, _seen = replaying_dockerd(tmp_path, "26.1.5_unknown-directive")
+    target = install_fixture(docker_dir, "registry_mirrors.json")
+    before = snapshot(target)
+    failed, result = run_module(
+        capsys,
+        path=str(target),
+        config={"containerd-plugin-namespace": "x"},
+        dockerd_path=str(dockerd),
+        _ansible_check_mode=check_mode,
+    )
+    assert failed
+    assert result["msg"] == (
+        f"{target}: not written, dockerd --validate refuses the merged file: the following "
+        "directives don't match any configuration option: containerd-plugin-namespace"
+    )
+    assert snapshot(target) == before
+
+
+def test_an_old_dockerd_leaves_the_known_rules(docker_dir, tmp_path, capsys):
+    dockerd, _seen = replaying_dockerd(tmp_path, "20.10.24_no-validate-flag")
+    failed, result = run_module(
+        capsys,
+        path=str(docker_dir / "daemon.json"),
+        config=NVIDIA_RUNTIME,
+        dockerd_path=str(dockerd),
+    )
+    assert not failed, result
+    assert result["validated_by"] == "known rules (this dockerd has no --validate (Docker < 23))"
+
+
+def test_no_dockerd_and_validate_off_leave_the_known_rules(docker_dir, tmp_path, capsys):
+    target = docker_dir / "daemon.json"
+    failed, result = run_module(
+        capsys, path=str(target), config=NVIDIA_RUNTIME, dockerd_path="no-such-dockerd-here"
+    )
+    assert not failed, result
+    assert result["validated_by"] == "known rules (no no-such-dockerd-here on this host)"
+    dockerd, seen = replaying_dockerd(tmp_path, "26.1.5_unknown-directive")
+    failed, result = run_module(
+        capsys, path=str(target), config=LOG_ROTATION, dockerd_path=str(dockerd), validate=False
+    )
+    assert not failed, result
+    assert result["validated_by"] == "known rules"
+    assert not seen.exists()
+
+
+def test_an_unchanged_file_is_not_validated(docker_dir, tmp_path, capsys):
+    dockerd, seen = replaying_dockerd(tmp_path, "26.1.5_unknown-directive")
+    target = install_fixture(docker_dir, "nvidia_ctk_runtime_configure.json")
+    config = json.loads(target.read_text())
+    failed, result = run_module(capsys, path=str(target), config=config, dockerd_path=str(dockerd))
+    assert not failed, result
+    assert result["changed"] is False
+    assert result["validated_by"] is None
+    assert not seen.exists()

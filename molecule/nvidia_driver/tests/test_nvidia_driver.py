@@ -3,9 +3,10 @@
 host's GPU profile) reports that version on every GPU, and the drift protections are in force.
 
 - debian12 started fresh with the seed's 4 x RTX 2080 Ti: the role installed and rebooted it.
-- debian13 is a HGX H100 host that already ran 550.144.03 without the meta packages
-  (prepare.yml): the role added them, its nouveau blacklist and Fabric Manager, and did not
-  reboot it.
+- ubuntu2404 (the Ubuntu-facts platform: Debian 13 userland, Ubuntu 24.04 facts) is a HGX H100
+  host that already ran 550.144.03 from NVIDIA's ubuntu2404 packages without the meta packages,
+  with an unused nouveau loaded (prepare.yml): the role unloaded nouveau, added the meta
+  packages, its nouveau blacklist and Fabric Manager, and did not reboot it.
 """
 
 import json
@@ -23,9 +24,27 @@ VENDOR_VARS = json.loads(
         Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "tests/output/vendor-repo/vendor-vars.json"
     ).read_text()
 )
-# NVIDIA's Debian repositories (the test hosts are Debian): names without the branch.
-FAMILY = ["cuda-drivers-550", "nvidia-driver", "nvidia-kernel-dkms", "libcuda1", "nvidia-smi",
-          "nvidia-persistenced"]  # fmt: skip
+# NVIDIA's package names and versions per repository: the Debian ones without the branch at
+# <version>-1, the Ubuntu ones after the branch at <version>-0ubuntu1 (cuda-drivers-550 at -1).
+FAMILY = {
+    "debian": {"cuda-drivers-550": "1", "nvidia-driver": "1", "nvidia-kernel-dkms": "1",
+               "libcuda1": "1", "nvidia-smi": "1", "nvidia-persistenced": "1"},
+    "ubuntu": {"cuda-drivers-550": "1", "nvidia-driver-550": "0ubuntu1",
+               "nvidia-dkms-550": "0ubuntu1", "libnvidia-compute-550": "0ubuntu1",
+               "nvidia-utils-550": "0ubuntu1", "nvidia-compute-utils-550": "0ubuntu1"},
+}  # fmt: skip
+
+
+def distro(host):
+    """The NVIDIA repository directory the host's facts select: debian12 or ubuntu2404."""
+    info = host.system_info
+    if info.distribution == "ubuntu":
+        return "ubuntu" + info.release.replace(".", "")
+    return "debian" + info.release.split(".")[0]
+
+
+def family(host):
+    return FAMILY["ubuntu" if distro(host).startswith("ubuntu") else "debian"]
 
 
 def dpkg_state(host, package):
@@ -36,11 +55,18 @@ def dpkg_state(host, package):
     return version, want, status
 
 
-@pytest.mark.parametrize("package", FAMILY)
-def test_driver_family_is_installed_at_the_version_and_held(host, package):
-    version, want, status = dpkg_state(host, package)
-    assert version == f"{VERSION}-1"
-    assert (want, status) == ("hold", "installed")
+def test_the_host_reads_as_the_distribution_of_its_platform(host):
+    expected = "ubuntu2404" if host.backend.get_hostname().endswith("-ubuntu2404") else "debian12"
+    assert distro(host) == expected
+    if expected == "ubuntu2404":
+        assert host.system_info.codename == "noble"
+
+
+def test_driver_family_is_installed_at_the_version_and_held(host):
+    for package, revision in family(host).items():
+        version, want, status = dpkg_state(host, package)
+        assert version == f"{VERSION}-{revision}", package
+        assert (want, status) == ("hold", "installed"), package
 
 
 def test_pin_keeps_apt_on_the_version_although_newer_ones_exist(host):
@@ -49,9 +75,12 @@ def test_pin_keeps_apt_on_the_version_although_newer_ones_exist(host):
     assert pref.mode == 0o644
     assert f"Pin: version {VERSION}-*" in pref.content_string
     assert "Pin-Priority: 1001" in pref.content_string
-    policy = host.run("apt-cache policy nvidia-driver cuda-drivers-550").stdout
-    assert "550.163.01-1" in policy  # the newer version is offered ...
-    assert policy.count(f"Candidate: {VERSION}-1") == 2, policy  # ... and not chosen
+    meta = "nvidia-driver-550" if distro(host).startswith("ubuntu") else "nvidia-driver"
+    revision = family(host)[meta]
+    policy = host.run(f"apt-cache policy {meta} cuda-drivers-550").stdout
+    assert f"550.163.01-{revision}" in policy  # the newer version is offered ...
+    assert f"Candidate: {VERSION}-{revision}\n" in policy, policy  # ... and not chosen
+    assert f"Candidate: {VERSION}-1\n" in policy, policy
     # An upgrade moves nothing of the family.
     upgrade = host.run("apt-get -s -o Debug::NoLocking=1 upgrade")
     assert upgrade.rc == 0, upgrade.stderr
@@ -65,11 +94,10 @@ def test_repository_key_is_the_expected_one_and_source_names_it(host):
         "/usr/share/keyrings/cuda-archive-keyring.gpg; rc=$?; rm -rf $home; exit $rc"
     )
     assert VENDOR_VARS["vendor_repo_cuda_key_fingerprint"] in keys
-    major = host.system_info.release.split(".")[0]
-    source = host.file(f"/etc/apt/sources.list.d/cuda-debian{major}-x86_64.list")
-    assert source.content_string.startswith(
+    source = host.file(f"/etc/apt/sources.list.d/cuda-{distro(host)}-x86_64.list")
+    assert source.content_string == (
         "deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] "
-        "file:///srv/vendor-repo/compute/cuda/repos/debian1"
+        f"file:///srv/vendor-repo/compute/cuda/repos/{distro(host)}/x86_64/ /\n"
     )
     update = host.run("apt-get update -o APT::Update::Error-Mode=any")
     assert update.rc == 0, update.stdout + update.stderr
@@ -77,7 +105,10 @@ def test_repository_key_is_the_expected_one_and_source_names_it(host):
 
 def test_unattended_upgrades_blacklist_is_in_apt_config(host):
     dump = host.run("apt-config dump Unattended-Upgrade::Package-Blacklist").stdout
-    for prefix in ("nvidia-", "libnvidia-", "libcuda1", "cuda-"):
+    # The role's list per distribution (vars/Debian.yml, vars/Ubuntu.yml): libcuda1 is a Debian
+    # name, libxnvctrl an Ubuntu one.
+    own = "libxnvctrl" if distro(host).startswith("ubuntu") else "libcuda1"
+    for prefix in ("nvidia-", "libnvidia-", own, "cuda-"):
         assert f'Unattended-Upgrade::Package-Blacklist:: "{prefix}";' in dump, dump
 
 
@@ -98,7 +129,7 @@ def test_kernel_headers_and_dkms_are_installed(host):
 
 
 def is_hgx(host):
-    return "debian13" in host.backend.get_hostname()
+    return host.backend.get_hostname().endswith("-ubuntu2404")
 
 
 def test_host_runs_the_module_of_the_version(host):
@@ -110,12 +141,18 @@ def test_host_runs_the_module_of_the_version(host):
     assert proc.startswith(f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {VERSION}  ")
 
 
+def test_nouveau_is_not_loaded(host):
+    # The HGX host had an unused nouveau loaded (prepare.yml): modprobe -r took it out without a
+    # reboot; the fresh host booted with the role's blacklist.
+    assert not host.file("/sys/module/nouveau").exists
+
+
 def test_only_the_fresh_host_was_rebooted(host):
     boot_time = host.check_output("cut -d' ' -f22 /proc/1/stat")
     recorded = host.file("/var/lib/llmops-test/boot-time-after-prepare")
     if is_hgx(host):
         # Already running 550.144.03: the meta packages and the blacklist file the role added
-        # are no reason to reboot.
+        # are no reason to reboot, nor is a nouveau that modprobe -r could unload.
         assert recorded.content_string.strip() == boot_time
     else:
         assert not recorded.exists

@@ -25,6 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hub_server import FakeHub, HubRepo, StaticMirror
+from vllm_it import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ".llmops-manifest.json"
@@ -652,12 +653,6 @@ def test_http_mirror_source_resumes_with_range(playbook, tmp_path):
             mirror.requests
         )
         assert model_files(dest) == MODEL
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_metrics im
     live_load,
     samples,
 )
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_options import range_errors
 
 MANAGED_LABEL = "llmops.gpu_serving.vllm_container"
 PREVIOUS_SUFFIX = "-llmops-previous"
@@ -223,32 +224,14 @@ def validate_options(params: Mapping[str, Any]) -> list[str]:
             left = "(" if low_open else "["
             errors.append(f"{key} must be in {left}{low}, {high}], got {value}")
 
-    number("gpu_memory_utilization", low=0, high=1, low_open=True)
-    number("tensor_parallel_size", low=1, high=None)
-    number("max_model_len", low=1)
-    number("max_num_batched_tokens", low=1)
-    number("swap_space", low=0)
-    number("tokenizer_pool_size", low=0)
+    # The engine options' ranges and choices: module_utils/vllm_options.py.
+    errors.extend(range_errors(params))
     # A cluster follower serves no API: port 0 publishes nothing.
     follower = (params.get("cluster") or {}).get("role") == "follower"
     number("port", low=0 if follower else 1, high=65535)
     number("container_port", low=1, high=65535)
     number("ready_timeout", low=1)
     number("stop_timeout", low=0)
-    number("block_size", low=1)
-
-    dtype = params.get("dtype")
-    if dtype is not None and dtype not in (
-        "auto",
-        "half",
-        "float16",
-        "bfloat16",
-        "float",
-        "float32",
-    ):
-        errors.append(
-            f"dtype must be one of auto, half, float16, bfloat16, float, float32, got {dtype!r}"
-        )
     names = params.get("served_model_name") or []
     if any(not str(served).strip() for served in names):
         errors.append("served_model_name must not contain empty names")

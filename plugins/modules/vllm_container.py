@@ -857,6 +857,12 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs impor
     parse_memory_report,
     startup_section,
 )
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_options import (
+    ENGINE_OPTIONS,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_options import (
+    argument_spec as engine_argument_spec,
+)
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_readiness import (
     LogFollower,
     failure_from_log,
@@ -1814,20 +1820,10 @@ def main() -> None:
             "labels": {"type": "dict"},
             "model": {"type": "str"},
             "served_model_name": {"type": "list", "elements": "str"},
-            "tensor_parallel_size": {"type": "int"},
-            "dtype": {
-                "type": "str",
-                "choices": ["auto", "half", "float16", "bfloat16", "float", "float32"],
-            },
-            "max_model_len": {"type": "int"},
-            "max_num_batched_tokens": {"type": "int"},
-            "gpu_memory_utilization": {"type": "float"},
-            "block_size": {"type": "int"},
-            "kv_cache_dtype": {"type": "str", "choices": ["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]},
-            "enable_chunked_prefill": {"type": "bool", "default": False},
-            "swap_space": {"type": "float"},
-            "tokenizer_pool_size": {"type": "int"},
-            "disable_custom_all_reduce": {"type": "bool", "default": False},
+            # The engine options, typed once in module_utils/vllm_options.py.
+            **engine_argument_spec(
+                ENGINE_OPTIONS, enable_chunked_prefill=False, disable_custom_all_reduce=False
+            ),
             "rope_scaling": {"type": "dict"},
             "api_key": {"type": "str", "no_log": True},
             "extra_args": {"type": "list", "elements": "str", "default": []},

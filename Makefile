@@ -26,9 +26,10 @@ export PY_COLORS ?= 0
 
 # Scenarios run by `make test` (all of molecule/*/molecule.yml unless SCENARIOS is given), the
 # longest first: with MOLECULE_JOBS at a time, a long scenario started last would run alone at
-# the end. Order from a fresh-clone `.ci/run` (site 542 s, nvidia_driver 463 s, ...).
+# the end. Order from a fresh-clone `.ci/run` under a CPU hog (2026-12-03: nvidia_driver_paths
+# 1010 s, site 952 s, nvidia_driver 770 s, cuda_toolkit 515 s, ...).
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-LONGEST_SCENARIOS := site nvidia_driver nvidia_driver_paths cuda_toolkit nvidia_container_toolkit \
+LONGEST_SCENARIOS := nvidia_driver_paths site nvidia_driver cuda_toolkit nvidia_container_toolkit \
   vllm_server docker_engine model_sync
 SCENARIOS ?= $(filter $(ALL_SCENARIOS),$(LONGEST_SCENARIOS)) \
   $(filter-out $(LONGEST_SCENARIOS),$(ALL_SCENARIOS))

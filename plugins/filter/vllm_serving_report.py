@@ -7,6 +7,7 @@ The documentation lives in vllm_serving_report.yml and vllm_benchmark_record.yml
 file; the logic is module_utils.vllm_report.
 """
 
+import inspect
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,14 @@ REQUIRED = (
     "model_host_path",
     "model_container_path",
 )
+
+
+# Every keyword serving_report() takes, read from its signature rather than listed again.
+_OPTIONS = {
+    name
+    for name, parameter in inspect.signature(serving_report).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+}
 
 
 def _now() -> str:
@@ -51,21 +60,7 @@ def vllm_serving_report(result: Any, **options: Any) -> dict[str, Any]:
     missing = [name for name in REQUIRED if not options.get(name)]
     if missing:
         raise AnsibleFilterError(f"vllm_serving_report needs {', '.join(missing)}")
-    unknown = (
-        set(options)
-        - set(REQUIRED)
-        - {
-            "now",
-            "gpu_info",
-            "manifest",
-            "manifest_sha256",
-            "settings",
-            "preflight",
-            "previous",
-            "benchmark",
-            "benchmark_settings",
-        }
-    )
+    unknown = set(options) - _OPTIONS
     if unknown:
         raise AnsibleFilterError(f"vllm_serving_report has no option {', '.join(sorted(unknown))}")
     if not options.get("now"):

@@ -22,61 +22,46 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO_ROOT / "tests"), str(REPO_ROOT / "tests" / "integration")]
+from seed_deployment import SEED_ENGINE, SEED_SWAP_SPACE_GIB  # noqa: E402
+from vllm_it import ansible_playbook, free_port  # noqa: E402
+
 IMAGE = "llmops-test/vllm-openai:v0.8.5"
 FATAL = "larger than the available KV cache memory"
 READY = "Application startup complete."
 HEALTH_200 = '"GET /health HTTP/1.1" 200'
 
+# The seed's `vllm serve` command line (tests/seed_deployment.py), for the stand-in.
 SEED_ARGS = [
     *("--model", "/qwen/qwen3-30b-a3b", "--served-model-name", "coder"),
-    *("--tensor-parallel-size", "4", "--dtype", "half", "--max-model-len", "32768"),
-    *("--max-num-batched-tokens", "4096", "--gpu-memory-utilization", "0.93"),
-    *("--block-size", "32", "--enable-chunked-prefill", "--swap-space", "16"),
+    *chain.from_iterable(
+        (f"--{key.replace('_', '-')}", str(value)) for key, value in SEED_ENGINE.items()
+    ),
+    *("--enable-chunked-prefill", "--swap-space", str(SEED_SWAP_SPACE_GIB)),
     *("--tokenizer-pool-size", "56", "--disable-custom-all-reduce"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_playbook(workdir: Path, tasks: list[dict]) -> tuple[int, float, str]:
     """Run ``tasks`` on localhost; return (exit code, wall clock at exit, output)."""
     playbook = workdir / f"play-{uuid.uuid4().hex[:6]}.yml"
     playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
-    env = dict(
-        os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"), ANSIBLE_NOCOLOR="1"
-    )
-    done = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    done = ansible_playbook(
+        playbook,
+        "localhost,",
+        *("-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"),
+        timeout=3600,
     )
     return done.returncode, time.time(), done.stdout + done.stderr
 

@@ -18,7 +18,6 @@ from vllm_it import (
     TINY_MODEL,
     VLLM_CPU_IMAGE,
     ansible_playbook,
-    build_real_engine,
     container_status,
     docker,
     free_port,
@@ -54,8 +53,7 @@ LEVEL_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def server():
-    build_real_engine()
+def server(real_engine):
     name = f"llmops-bench-it-{uuid.uuid4().hex[:8]}"
     port = free_port()
     docker(

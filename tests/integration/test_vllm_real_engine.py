@@ -15,13 +15,14 @@ container that served before. Containers publish on 127.0.0.1 only and are remov
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 
 import pytest
 from vllm_it import (
     PREVIOUS_SUFFIX,
-    REPO_ROOT,
+    TINY_MODEL,
+    VLLM_CPU_IMAGE,
+    VLLM_CPU_VERSION,
     container_id,
     container_status,
     docker,
@@ -32,22 +33,15 @@ from vllm_it import (
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_memory import plan_memory
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("real_engine")]
 
-VERSION = "0.32.0"
-IMAGE = f"llmops-test/vllm-cpu:{VERSION}"
-MODELS = REPO_ROOT / "tests/output/models/llmops-test"
+IMAGE = VLLM_CPU_IMAGE
+MODELS = TINY_MODEL.parent
 # VLLM_CPU_KVCACHE_SPACE (GiB, an integer) sizes the CPU engine's KV cache; its default block
 # size is 128 (vllm:cache_config_info on /metrics).
 KV_SPACE_GIB = 1
 CPU_BLOCK_SIZE = 128
 MAX_MODEL_LEN = 2048
-
-
-@pytest.fixture(scope="module", autouse=True)
-def real_engine():
-    subprocess.run([str(REPO_ROOT / "tests/harness/build-vllm-cpu.sh"), VERSION], check=True)
-    subprocess.run([str(REPO_ROOT / "tests/harness/build-tiny-model.sh"), VERSION], check=True)
 
 
 @pytest.fixture
@@ -128,10 +122,10 @@ def test_real_engine_lifecycle(tmp_path, name):
     assert not result.get("failed"), result["msg"]
     assert result["changed"] is True
     first = result["container"]["id"]
-    assert result["image"]["vllm_version"] == VERSION
+    assert result["image"]["vllm_version"] == VLLM_CPU_VERSION
     assert result["image"]["entrypoint_style"] == "serve"
     memory = result["memory"]
-    assert memory["vllm_version"] == VERSION
+    assert memory["vllm_version"] == VLLM_CPU_VERSION
     assert memory["kv_cache_tokens"] == KV_SPACE_GIB * 2**30 // 1024
     assert memory["max_model_len"] == MAX_MODEL_LEN
     assert memory["max_concurrency"] == 512.0
@@ -150,7 +144,7 @@ def test_real_engine_lifecycle(tmp_path, name):
     )
     assert status == 200
     assert json.loads(body)["model"] == "tiny"
-    assert json.loads(http(port, "/version")[1])["version"] == VERSION
+    assert json.loads(http(port, "/version")[1])["version"] == VLLM_CPU_VERSION
 
     # Idempotent: the same options change nothing and restart nothing.
     before = started_at(name)

@@ -45,17 +45,10 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.facts
+  - llmops.gpu_serving.read_only
 attributes:
-  check_mode:
-    support: full
-    details:
-      - It only reads, so it runs in check mode as in a normal run.
-  diff_mode:
-    support: none
   facts:
     support: full
-  platform:
-    platforms: posix
 notes:
   - Fields that a card does not support (for example C(mig.mode.current) on a GeForce card)
     are returned as null.

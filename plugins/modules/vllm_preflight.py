@@ -152,15 +152,7 @@ options:
     default: ""
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details:
-      - It only reads, so it runs in check mode as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - llmops.gpu_serving.read_only
 notes:
   - The activation peak and non-torch memory are estimates (calibrated on the seed's vLLM 0.8.5
     V0 log); RV(plan.notes) lists what the arithmetic cannot know for the model at hand. After

@@ -10,11 +10,28 @@ from pathlib import Path
 import pytest
 import yaml
 
+REPO_ROOT = Path(__file__).resolve().parents[4]
 MODULES = sorted(
     path.stem
-    for path in (Path(__file__).resolve().parents[4] / "plugins" / "modules").glob("*.py")
+    for path in (REPO_ROOT / "plugins" / "modules").glob("*.py")
     if path.stem != "__init__"
 )
+
+
+def merge_own_fragments(doc: dict) -> None:
+    """Merge the options and attributes of this collection's documentation fragments
+    (plugins/doc_fragments) that ``doc`` extends, the module's own entries winning, as
+    ansible-doc does (ansible.builtin's fragments document only their own attributes)."""
+    for fragment in doc.get("extends_documentation_fragment", []):
+        namespace, _, name = fragment.rpartition(".")
+        if namespace != "llmops.gpu_serving":
+            continue
+        text = importlib.import_module(
+            f"ansible_collections.llmops.gpu_serving.plugins.doc_fragments.{name}"
+        ).ModuleDocFragment.DOCUMENTATION
+        part = yaml.safe_load(text)
+        for key in ("options", "attributes"):
+            doc[key] = {**(part.get(key) or {}), **(doc.get(key) or {})}
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -23,6 +40,7 @@ def test_documentation_is_yaml_with_options_and_attributes(name):
         f"ansible_collections.llmops.gpu_serving.plugins.modules.{name}"
     )
     doc = yaml.safe_load(module.DOCUMENTATION)
+    merge_own_fragments(doc)
     assert doc["module"] == name
     assert isinstance(doc["options"], dict)
     assert {"check_mode", "diff_mode"} <= set(doc["attributes"])

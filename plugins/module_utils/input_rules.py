@@ -490,9 +490,11 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
                     report.error(name, item, "bare package names (the role adds the version)")
                     return
 
-    def fingerprint(name: str) -> None:
-        if ok(name) and not _FINGERPRINT.match(str(v[name]).replace(" ", "")):
-            bad(name, "the key's full 40-digit hex fingerprint")
+    def fingerprint(name: str, empty_ok: bool = False) -> None:
+        words = "the key's full 40-digit hex fingerprint"
+        matches_key = _FINGERPRINT.match(str(v.get(name, "")).replace(" ", ""))
+        if ok(name) and not (v[name] == "" and empty_ok) and not matches_key:
+            bad(name, words + (" (or empty)" if empty_ok else ""))
 
     # nvidia_driver
     matches("nvidia_driver_branch", re.compile(r"^\d+$"), "a driver branch number such as '550'")
@@ -507,7 +509,8 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
             )
     url("nvidia_driver_repo_base_url")
     url("nvidia_driver_repo_key_url", empty_ok=True)
-    fingerprint("nvidia_driver_repo_key_fingerprint")
+    # Empty: NVIDIA's key for the repository directory (roles/nvidia_driver/vars/main.yml).
+    fingerprint("nvidia_driver_repo_key_fingerprint", empty_ok=True)
     matches("nvidia_driver_local_repo_sha256", _SHA256, "a 64-digit SHA-256", empty_ok=True)
     packages("nvidia_driver_packages")
     at_least("nvidia_driver_reboot_timeout", 1, "a number of seconds >= 1")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The local sandbox GPU host used by `make demo`: a Debian 13 systemd container that can run
-# Docker inside (for the docker_engine and vllm_server roles), with the simulated vendor
+# The local sandbox GPU host used by `make demo`: a systemd container of the Ubuntu 24.04 test
+# platform (Debian 13's userland with Ubuntu's distribution facts, build-ubuntu-facts-image.sh;
+# NVIDIA's debian13 directory has no 550 branch, so site.yml cannot install the seed's driver on
+# Debian 13 from the network) that can run Docker inside (for the docker_engine and vllm_server roles), with the simulated vendor
 # repositories mounted read-only, reached by Ansible through the Docker connection plugin.
 #
 #   sandbox.sh up        start (or reuse) the sandbox and prepare it like a molecule host
@@ -12,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo_root=$(cd "$here/../.." && pwd)
 name=${LLMOPS_SANDBOX_NAME:-llmops-sandbox}
 network=${LLMOPS_SANDBOX_NETWORK:-llmops-sandbox-net}
-image=${LLMOPS_SANDBOX_IMAGE:-llmops-test/debian:13}
+image=${LLMOPS_SANDBOX_IMAGE:-llmops-test/ubuntu-facts:24.04}
 port=${LLMOPS_SANDBOX_PORT:-8000}
 # The demo key of inventories/sandbox/hosts.yml.
 api_key=${LLMOPS_SANDBOX_API_KEY:-llmops-sandbox-demo-key}

@@ -8,7 +8,8 @@ dependency shapes (facts: ../shared/facts/nvidia-stack.md) and small, honest pay
 * NVIDIA CUDA network repo (flat, one per distro directory like NVIDIA's): the 550 driver family
   at 550.144.03 (the target), 550.127.05 (an older one to replace) and 550.163.01 (a newer one
   the pin must refuse), cuda-drivers-550, cuda-toolkit-12-4 only where NVIDIA ships it
-  (ubuntu2204, debian12) and 12-5/12-6 elsewhere, cuda-keyring. `nvidia-smi` answers from a GPU
+  (ubuntu2204, debian12) and 12-5/12-6 elsewhere, cuda-keyring. debian13 is as NVIDIA publishes
+  it: no 550 branch, signed with a key of its own (8793F200.pub). `nvidia-smi` answers from a GPU
   profile; the "kernel module" is a boot-time unit, so a driver change is only live after a
   reboot, as on a real host.
 * NVIDIA Container Toolkit repo (flat, `stable/deb/amd64`): the four packages at 1.17.7-1
@@ -74,21 +75,23 @@ DOCKER_PLUGIN_VERSIONS = {
     "docker-buildx-plugin": ("0.20.0", "0.21.1"),
 }
 
-# NVIDIA's CUDA repo directories and what each holds (facts: ubuntu2404 starts at CUDA 12.5).
+# NVIDIA's CUDA repo directories and what each holds (facts: ubuntu2404 starts at CUDA 12.5),
+# and the file name of the key each is signed with. NVIDIA's debian13 directory has no 550 driver
+# branch and a signing key of its own, 8793F200.pub, instead of 3bf863cc (facts, "What real
+# hosts do"; NVIDIA/cuda-repo-management#38, #39): the simulated one is built the same way, so a
+# Debian 13 network install of 550.144.03 is refused as on a real host (molecule
+# nvidia_driver_paths). Newer driver branches and CUDA 13 (what the real directory holds) are
+# not simulated.
+CUDA_COMMON_KEY_FILE = "3bf863cc.pub"
+CUDA_DEBIAN13_KEY_FILE = "8793F200.pub"
 CUDA_REPOS = {
-    "ubuntu2204": {"family": "ubuntu", "toolkits": ("12.4.1", "12.5.1", "12.6.3")},
-    "ubuntu2404": {"family": "ubuntu", "toolkits": ("12.5.1", "12.6.3")},
-    "debian12": {"family": "debian", "toolkits": ("12.4.1", "12.5.1", "12.6.3")},
-    "debian13": {"family": "debian", "toolkits": ("12.6.3",)},
+    "ubuntu2204": {"family": "ubuntu", "toolkits": ("12.4.1", "12.5.1", "12.6.3"), "drivers": True},
+    "ubuntu2404": {"family": "ubuntu", "toolkits": ("12.5.1", "12.6.3"), "drivers": True},
+    "debian12": {"family": "debian", "toolkits": ("12.4.1", "12.5.1", "12.6.3"), "drivers": True},
+    "debian13": {"family": "debian", "toolkits": ("12.6.3",), "drivers": False},
 }
-# NVIDIA's debian13 directory as NVIDIA publishes it (facts, "What real hosts do";
-# NVIDIA/cuda-repo-management#38, #39): no 550 driver branch and a signing key of its own,
-# 8793F200.pub, instead of 3bf863cc. It is built apart, under compute/cuda/repos-published/,
-# because the site and vllm_server scenarios still install 550.144.03 on Debian 13 from the
-# simulated debian13 directory above (which keeps the 550 family until they move); the
-# nvidia_driver_paths scenario checks the role's refusal against this one. Newer driver branches
-# and CUDA 13 (what the real directory holds) are not simulated: the directory has the keyring.
-CUDA_PUBLISHED_DEBIAN13_KEY_FILE = "8793F200.pub"
+# The directories signed with a key other than the common one: directory -> (signer, key file).
+CUDA_OWN_KEYS = {"debian13": ("cuda-debian13", CUDA_DEBIAN13_KEY_FILE)}
 
 # Docker's suites: codename -> (the version's distribution part, the Debian release whose
 # docker.io is repackaged as docker-ce; see repackage_docker_ce). Ubuntu's archive cannot be
@@ -1335,35 +1338,26 @@ def build(out: Path, mount_point: str) -> dict:
 
         cuda_base = staging / "compute" / "cuda" / "repos"
         for distro, spec in CUDA_REPOS.items():
-            pkgs = [cuda_keyring_package(signers["cuda"].export(armor=False))]
-            for version in DRIVER_VERSIONS:
-                pkgs += driver_packages(spec["family"], version)
+            signer_name, key_file = CUDA_OWN_KEYS.get(distro, ("cuda", CUDA_COMMON_KEY_FILE))
+            signer = signers[signer_name]
+            pkgs = [cuda_keyring_package(signer.export(armor=False))]
+            if spec["drivers"]:
+                for version in DRIVER_VERSIONS:
+                    pkgs += driver_packages(spec["family"], version)
             for release in spec["toolkits"]:
                 pkgs += cuda_toolkit_packages(release)
             directory = cuda_base / distro / "x86_64"
             write_flat_repo(
                 directory,
                 pkgs,
-                signers["cuda"],
+                signer,
                 work / distro,
                 origin="NVIDIA",
                 label="NVIDIA CUDA",
             )
-            # Same file name as NVIDIA's key (3bf863cc.pub), simulated key inside: the roles find
-            # it where they would on a real host and must be given this key's fingerprint.
-            (directory / "3bf863cc.pub").write_bytes(signers["cuda"].export(armor=True))
-        published = staging / "compute" / "cuda" / "repos-published" / "debian13" / "x86_64"
-        write_flat_repo(
-            published,
-            [cuda_keyring_package(signers["cuda-debian13"].export(armor=False))],
-            signers["cuda-debian13"],
-            work / "debian13-published",
-            origin="NVIDIA",
-            label="NVIDIA CUDA",
-        )
-        (published / CUDA_PUBLISHED_DEBIAN13_KEY_FILE).write_bytes(
-            signers["cuda-debian13"].export(armor=True)
-        )
+            # Same file name as NVIDIA's key (3bf863cc.pub, 8793F200.pub), simulated key inside:
+            # the roles find it where they would on a real host and must be given its fingerprint.
+            (directory / key_file).write_bytes(signer.export(armor=True))
         driver_local_sha256 = write_driver_local_repos(
             staging, keys / "driver-local", work / "driver-local"
         )
@@ -1437,10 +1431,8 @@ def build(out: Path, mount_point: str) -> dict:
             "vendor_repo_root": url,
             "vendor_repo_cuda_base_url": f"{url}/compute/cuda/repos",
             "vendor_repo_cuda_key_fingerprint": signers["cuda"].fingerprint,
-            "vendor_repo_cuda_published_base_url": f"{url}/compute/cuda/repos-published",
             "vendor_repo_cuda_debian13_key_url": (
-                f"{url}/compute/cuda/repos-published/debian13/x86_64/"
-                f"{CUDA_PUBLISHED_DEBIAN13_KEY_FILE}"
+                f"{url}/compute/cuda/repos/debian13/x86_64/{CUDA_DEBIAN13_KEY_FILE}"
             ),
             "vendor_repo_cuda_debian13_key_fingerprint": signers["cuda-debian13"].fingerprint,
             "vendor_repo_driver_local_repo_base_url": f"{url}/compute/nvidia-driver",

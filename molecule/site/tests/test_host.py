@@ -53,11 +53,21 @@ SEED_ARGS = shlex.split(
 MODEL = "/home/llm/model/qwen/qwen3-30b-a3b"
 
 
-@pytest.mark.parametrize("package", ["cuda-drivers-550", "nvidia-driver", "nvidia-smi"])
-def test_driver_is_pinned_held_and_reports_its_version(host, package):
+# The host is the Ubuntu 24.04 test platform: NVIDIA's ubuntu2404 names, the branch's family at
+# <version>-0ubuntu1 and cuda-drivers-550 at <version>-1 (the role's vars/Ubuntu.yml); nvidia-smi
+# ships in nvidia-utils-550.
+@pytest.mark.parametrize(
+    ("package", "revision"),
+    [
+        ("cuda-drivers-550", "1"),
+        ("nvidia-driver-550", "0ubuntu1"),
+        ("nvidia-utils-550", "0ubuntu1"),
+    ],
+)
+def test_driver_is_pinned_held_and_reports_its_version(host, package, revision):
     fields = "${Version} ${db:Status-Want}"
     version, want = host.check_output(f"dpkg-query -W -f '{fields}' {package}").split()
-    assert (version, want) == (f"{DRIVER}-1", "hold")
+    assert (version, want) == (f"{DRIVER}-{revision}", "hold")
     pin = host.file("/etc/apt/preferences.d/nvidia-driver.pref").content_string
     assert f"Pin: version {DRIVER}-*" in pin
     versions = host.check_output("nvidia-smi --query-gpu=driver_version --format=csv,noheader")

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.llmops.gpu_serving.plugins.module_utils import (
+    vllm_container_run,
+    vllm_docker,
+)
 from ansible_collections.llmops.gpu_serving.plugins.modules import vllm_container
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "docker_inspect"
@@ -53,7 +57,7 @@ class FakeClient:
             def get(self, ref):
                 if ref in outer._images:
                     return FakeImage(outer._images[ref])
-                raise vllm_container.ImageNotFound(ref)
+                raise vllm_docker.ImageNotFound(ref)
 
             def pull(self, *args, **kwargs):
                 raise AssertionError("pulled an image")
@@ -69,7 +73,7 @@ class FakeClient:
                 # The throwaway container that reads the vLLM package version of an image.
                 outer.runs.append((image, kwargs))
                 if outer.package_output is None:
-                    raise vllm_container.APIError("executable file not found: python3")
+                    raise vllm_docker.APIError("executable file not found: python3")
                 return outer.package_output
 
         self.images = Images()
@@ -107,7 +111,7 @@ def docker_client(monkeypatch):
         "llmops-test/vllm-openai:v0.9.0": image_090(),
     }
     client = FakeClient(images)
-    monkeypatch.setattr(vllm_container.docker, "from_env", lambda: client)
+    monkeypatch.setattr(vllm_docker.docker, "from_env", lambda: client)
     return client
 
 
@@ -126,7 +130,7 @@ def test_bad_input_fails_before_docker(monkeypatch, capsys):
     def no_docker():
         raise AssertionError("Docker was contacted")
 
-    monkeypatch.setattr(vllm_container.docker, "from_env", no_docker)
+    monkeypatch.setattr(vllm_docker.docker, "from_env", no_docker)
     result = run_module(
         capsys,
         **dict(BASE, gpu_memory_utilization=1.5, ulimits={"memlok": -1}, port=0, bind_address="x"),
@@ -242,7 +246,7 @@ def test_missing_image_with_pull_never(docker_client, capsys):
     ],
 )
 def test_epoch_seconds(stamp, seconds):
-    value = vllm_container._epoch_seconds(stamp)
+    value = vllm_container_run._epoch_seconds(stamp)
     if seconds is None and stamp.startswith("20"):
         assert isinstance(value, int)
     else:

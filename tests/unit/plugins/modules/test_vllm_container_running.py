@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.llmops.gpu_serving.plugins.module_utils import (
+    vllm_container_run,
+    vllm_docker,
+)
 from ansible_collections.llmops.gpu_serving.plugins.modules import vllm_container
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
@@ -133,13 +137,15 @@ def running(monkeypatch):
     def start(log_lines, chat=ANSWER):
         container = FakeContainer(log_lines)
         client = Client(container)
-        monkeypatch.setattr(vllm_container.docker, "from_env", lambda: client)
+        monkeypatch.setattr(vllm_docker.docker, "from_env", lambda: client)
         monkeypatch.setattr(
-            vllm_container.VllmContainer,
+            vllm_container_run.VllmContainerRun,
             "compare",
             lambda self, container, plan: (True, {"before": {}, "after": {}, "changed": []}),
         )
-        monkeypatch.setattr(vllm_container.VllmContainer, "_probe", probe_answers(container, chat))
+        monkeypatch.setattr(
+            vllm_container_run.VllmContainerRun, "_probe", probe_answers(container, chat)
+        )
         return client
 
     return start

@@ -186,22 +186,31 @@ def _identity(info: os.stat_result) -> tuple[int, ...]:
 class HttpSource:
     """An HTTP(S) mirror: ``<base>/.llmops-manifest.json`` lists the files, ``<base>/<path>``
     serves each; a partial file resumes with a Range request. Any web server that serves a
-    directory synced by model_sync is such a mirror."""
+    directory synced by model_sync is such a mirror, and so is the model_sync role's fan-out
+    server on the source host (roles/model_sync/files/model_fanout_server.py), which wants
+    ``token`` as ``Authorization: Bearer``."""
 
     kind = "http"
     parallel = True
 
-    def __init__(self, base_url: str, timeout: int):
-        self.base_url = base_url
+    def __init__(self, base_url: str, timeout: int, token: str = ""):
+        self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.token = token
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}/{urllib.parse.quote(path)}"
 
+    def _request(self, url: str) -> urllib.request.Request:
+        request = urllib.request.Request(url)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        return request
+
     def listing(self) -> tuple[str, list[dict]]:
         url = self._url(MANIFEST_NAME)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+            with urllib.request.urlopen(self._request(url), timeout=self.timeout) as response:
                 text = response.read().decode("utf-8")
         except (urllib.error.URLError, OSError) as err:
             raise SourceError(f"cannot read the mirror's manifest {url}: {err}") from err
@@ -210,7 +219,7 @@ class HttpSource:
 
     def fetch(self, entry: Mapping[str, Any], writer: HashingWriter) -> int | None:
         url = self._url(entry["path"])
-        request = urllib.request.Request(url)
+        request = self._request(url)
         if writer.position:
             request.add_header("Range", f"bytes={writer.position}-")
         try:
@@ -597,7 +606,7 @@ def make_source(spec: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
     if kind == "local":
         return LocalSource(spec["path"])
     if kind == "http":
-        return HttpSource(spec["url"], options["timeout"])
+        return HttpSource(spec["url"], options["timeout"], options.get("http_token") or "")
     if kind == "rsync":
         return RsyncSource(spec["url"], options.get("rsync_password") or "", options["timeout"])
     if kind == "hf":

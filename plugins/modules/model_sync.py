@@ -155,6 +155,12 @@ options:
     description:
       - Password for an rsync daemon source (C(RSYNC_PASSWORD)).
     type: str
+  http_token:
+    description:
+      - Token for an http(s) source, sent as an C(Authorization) header of type C(Bearer). The
+        model_sync role's fan-out server on the source host answers only requests that carry
+        the token it was started with.
+    type: str
   source_manifest:
     description:
       - A manifest (the parsed content of another host's C(.llmops-manifest.json)) to use as the
@@ -443,6 +449,7 @@ def main() -> None:
             hf_token=dict(type="str", no_log=True),
             hf_endpoint=dict(type="str", default=""),
             rsync_password=dict(type="str", no_log=True),
+            http_token=dict(type="str", no_log=True),
             source_manifest=dict(type="dict"),
             progress_file=dict(type="path"),
             progress=dict(type="bool", default=True),

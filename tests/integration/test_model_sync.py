@@ -986,3 +986,136 @@ def test_controller_work_per_sync(playbook, tmp_path):
         "async_wrapper": 1,
         "async_status": 1,
     }
+
+
+# --- fan-out between two hosts through the role -------------------------------------------
+
+FANOUT_USER = "llmops-fanout-it"
+
+
+def run_fanout_role(tmp_path: Path, base: Path, source: Path, port: int, name: str) -> tuple:
+    """The model_sync role on two hosts, "first" and "second", both this machine over the
+    local connection with a model base of their own: the first syncs from ``source``, the
+    second pulls from the first's fan-out server on 127.0.0.1:``port``."""
+    inventory = tmp_path / f"{name}-inventory.ini"
+    inventory.write_text(
+        "[fleet]\n"
+        f"first model_sync_base_dir={base / 'first'}\n"
+        f"second model_sync_base_dir={base / 'second'}\n"
+        "[fleet:vars]\n"
+        f"ansible_connection=local\nansible_python_interpreter={sys.executable}\n"
+    )
+    play = [
+        {
+            "name": "Fan out",
+            "hosts": "fleet",
+            "gather_facts": False,
+            "vars": {
+                "model_sync_models": [{"name": "acme/tiny", "source": str(source)}],
+                "model_sync_user": FANOUT_USER,
+                "model_sync_group": FANOUT_USER,
+                "model_sync_fanout": True,
+                "model_sync_fanout_address": "127.0.0.1",
+                "model_sync_fanout_port": port,
+                "model_sync_progress_interval": 1,
+            },
+            "roles": [{"role": "llmops.gpu_serving.model_sync"}],
+        }
+    ]
+    playbook = tmp_path / f"{name}.yml"
+    playbook.write_text(json.dumps(play))
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / "collections"),
+        ANSIBLE_NOCOLOR="true",
+        ANSIBLE_LOCALHOST_WARNING="false",
+    )
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            str(playbook),
+            "-i",
+            str(inventory),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    (tmp_path / f"{name}.log").write_text(done.stdout + done.stderr)
+    return done.returncode, done.stdout + done.stderr
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    found = {}
+    for host, counts in re.findall(r"^(first|second)\s+:\s+(.*)$", output, re.MULTILINE):
+        found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+    return found
+
+
+def port_is_closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+def fanout_base():
+    """Model bases outside pytest's 0700 tmp tree: the fan-out server reads them as the model
+    user, as on a real host."""
+    base = Path(f"/tmp/llmops-fanout-it-{os.getpid()}")
+    base.mkdir(mode=0o755)
+    base.chmod(0o755)
+    yield base
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+    subprocess.run(["userdel", "-r", FANOUT_USER], capture_output=True, check=False)
+    subprocess.run(["groupdel", FANOUT_USER], capture_output=True, check=False)
+
+
+def test_fanout_pulls_over_http_from_the_first_host_and_tears_the_server_down(
+    tmp_path, fanout_base
+):
+    source = write_tree(tmp_path / "staged", MODEL)
+    port = free_port()
+    rc, output = run_fanout_role(tmp_path, fanout_base, source, port, "first-run")
+    assert rc == 0, output
+    first, second = fanout_base / "first/acme/tiny", fanout_base / "second/acme/tiny"
+    assert model_files(first) == MODEL
+    assert model_files(second) == MODEL
+    pulled = json.loads((second / MANIFEST).read_text())
+    assert pulled["source"] == f"http://127.0.0.1:{port}"
+    served = json.loads((first / MANIFEST).read_text())
+    assert {f["path"]: f["sha256"] for f in pulled["files"]} == {
+        f["path"]: f["sha256"] for f in served["files"]
+    }
+    assert "Start the fan-out server on the source host" in output
+    # Torn down: no server, no token, nothing listening.
+    assert not Path("/run/llmops-model-sync").exists()
+    assert port_is_closed(port)
+
+    # In sync everywhere: nothing changes and no server starts.
+    rc, output = run_fanout_role(tmp_path, fanout_base, source, port, "again")
+    assert rc == 0, output
+    assert {host: counts["changed"] for host, counts in recap(output).items()} == {
+        "first": 0,
+        "second": 0,
+    }, output
+    assert not re.search(r"TASK \[.*Start the fan-out server.*\]\n(changed|ok)", output)
+
+    # A pull that fails (the first host's file no longer matches its manifest: same size and
+    # mtime, one byte flipped, so its fast verification keeps it) still stops the server.
+    shard = first / "model-00002-of-00002.safetensors"
+    info = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(info.st_atime_ns, info.st_mtime_ns))
+    (second / "model-00002-of-00002.safetensors").unlink()
+    rc, output = run_fanout_role(tmp_path, fanout_base, source, port, "failing")
+    assert rc != 0, output
+    assert "model-00002-of-00002.safetensors: sha256" in output, output
+    assert "Stop the fan-out server" in output
+    assert not Path("/run/llmops-model-sync").exists()
+    assert port_is_closed(port)
+    assert not (second / "model-00002-of-00002.safetensors").exists()

@@ -5,6 +5,7 @@ that pulled from it (fan-out)."""
 import hashlib
 import itertools
 import json
+import re
 
 testinfra_hosts = ["all"]
 
@@ -67,11 +68,13 @@ def test_manifest_vouches_for_every_file(host):
         assert entry["mtime_ns"] == int(mtime_ns), entry["path"]
 
 
-def test_no_partial_files_or_fanout_daemon_are_left(host):
+def test_no_partial_files_or_fanout_server_are_left(host):
     assert not host.file(f"{MODEL_DIR}/.llmops-partial").exists
-    assert not host.file("/run/llmops-model-sync/rsyncd.secrets").exists
-    state = host.run("systemctl is-active llmops-model-sync-rsyncd.service")
-    assert state.stdout.strip() in ("inactive", "unknown", "failed") or state.rc != 0
+    # The fan-out server's script, token and pid file went with it.
+    assert not host.file("/run/llmops-model-sync").exists
+    # No process runs it ([r]: grep's own command line does not match).
+    running = host.run("grep -sl 'model_fanout_serve[r]' /proc/[0-9]*/cmdline")
+    assert running.stdout.strip() == "", running.stdout
     assert not host.socket("tcp://0.0.0.0:8730").is_listening
 
 
@@ -80,8 +83,8 @@ def test_the_puller_copied_from_the_first_host(host):
     if host.backend.get_hostname().endswith("debian12"):
         assert manifest["source"] == "/srv/model-source/tiny-llm"
     else:
-        assert manifest["source"].startswith("rsync://llmops-fanout@")
-        assert manifest["source"].endswith(":8730/llmops-model")
+        # Pulled over HTTP from the first host's fan-out server.
+        assert re.fullmatch(r"http://[0-9.]+:8730", manifest["source"]), manifest["source"]
         assert not host.file("/srv/model-source").exists
 
 

@@ -174,6 +174,49 @@ def probe_address(bind_address: str | None) -> str:
     return bind_address
 
 
+def published_endpoint(attrs: Mapping[str, Any]) -> tuple[str | None, int] | None:
+    """(host IP or None, host port) of the first port a container publishes (``docker
+    inspect``'s HostConfig.PortBindings), None when it publishes none."""
+    bindings = ((attrs.get("HostConfig") or {}).get("PortBindings") or {}).values()
+    published = [b for group in bindings for b in group or [] if b.get("HostPort")]
+    if not published:
+        return None
+    return published[0].get("HostIp") or None, int(published[0]["HostPort"])
+
+
+# vLLM 0.18 added --shutdown-timeout: on SIGTERM the server stops taking requests and waits up
+# to that many seconds for the running ones (0, its default, aborts them at once); vLLM PR
+# #36666 (vllm-project/vllm), facts/vllm.md "Versions". Docker's stop timeout must exceed it,
+# with room for the engine's own teardown after the wait.
+SHUTDOWN_TIMEOUT_FLAG = "--shutdown-timeout"
+SHUTDOWN_TEARDOWN_SECONDS = 15
+
+
+def shutdown_timeout_of(command: Sequence[str] | None) -> int | None:
+    """The ``--shutdown-timeout`` a container's vLLM command line sets, None without one."""
+    args = [str(arg) for arg in command or []]
+    for index, arg in enumerate(args):
+        value = None
+        if arg == SHUTDOWN_TIMEOUT_FLAG and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith(SHUTDOWN_TIMEOUT_FLAG + "="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            try:
+                return int(float(value))
+            except ValueError:
+                return None
+    return None
+
+
+def stop_timeout_for(stop_timeout: int, shutdown_timeout: int | None) -> int:
+    """Docker's stop timeout for a vLLM container: ``stop_timeout``, raised above the server's
+    own ``--shutdown-timeout`` so Docker's SIGKILL does not cut its graceful wait short."""
+    if not shutdown_timeout or shutdown_timeout <= 0:
+        return stop_timeout
+    return max(stop_timeout, shutdown_timeout + SHUTDOWN_TEARDOWN_SECONDS)
+
+
 def exposure_warning(
     bind_address: str | None, port: int, api_key: str | None, env: Mapping[str, Any] | None
 ) -> str | None:
@@ -232,6 +275,8 @@ def validate_options(params: Mapping[str, Any]) -> list[str]:
     number("container_port", low=1, high=65535)
     number("ready_timeout", low=1)
     number("stop_timeout", low=0)
+    number("gpu_release_timeout", low=0)
+    number("drain_timeout", low=0)
     names = params.get("served_model_name") or []
     if any(not str(served).strip() for served in names):
         errors.append("served_model_name must not contain empty names")

@@ -62,8 +62,11 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container 
     parse_gpus,
     parse_ulimits,
     probe_address,
+    published_endpoint,
+    shutdown_timeout_of,
     smoke_proof,
     smoke_request,
+    stop_timeout_for,
     verify_memory,
     visible_gpu_count,
 )
@@ -84,10 +87,17 @@ from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags impo
     parse_package_version,
     parse_version,
 )
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_gpu_release import (
+    wait_released,
+)
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_logs import (
     classify_message,
     parse_memory_report,
     startup_section,
+)
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_metrics import (
+    RUNNING,
+    live_load,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_readiness import (
     LogFollower,
@@ -131,6 +141,10 @@ def _container_info(container) -> dict[str, Any] | None:
 
 
 Runner = Callable[[list[str]], tuple[int, str, str]]
+# Seconds between two nvidia-smi queries while a failed container's GPU memory is released.
+GPU_RELEASE_INTERVAL = 1.0
+# Seconds between two reads of the old container's /metrics while it drains.
+DRAIN_INTERVAL = 1.0
 Probe = Callable[..., tuple[int | None, str]]
 
 
@@ -410,12 +424,21 @@ class VllmContainerRun:
     # --- readiness -----------------------------------------------------------------------
 
     def _probe(
-        self, path: str, body: dict[str, Any] | None = None, timeout: float = 3
+        self,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout: float = 3,
+        *,
+        host: str | None = None,
+        port: int | None = None,
     ) -> tuple[int | None, str]:
-        """GET ``path`` (POST ``body`` as JSON when given); (status or None, text)."""
-        host = self.p["probe_host"] or probe_address(self.p["bind_address"])
+        """GET ``path`` (POST ``body`` as JSON when given); (status or None, text).
+
+        On the server this run plans, or on ``host``:``port`` (an old container's).
+        """
+        host = host or self.p["probe_host"] or probe_address(self.p["bind_address"])
         request = urllib.request.Request(
-            f"http://{host}:{self._api_port()}{path}",
+            f"http://{host}:{port or self._api_port()}{path}",
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json"} if body is not None else {},
         )
@@ -686,6 +709,31 @@ class VllmContainerRun:
     def _remove(self, container) -> None:
         container.remove()
 
+    def _remove_and_release(self, container) -> dict[str, Any]:
+        """Remove a failed container, then wait (bounded) until its GPU memory is free.
+
+        Its host PIDs are read first (``docker top``; none when it no longer runs); the wait
+        polls ``nvidia-smi --query-compute-apps`` until none of them holds a CUDA context
+        (module_utils/vllm_gpu_release.py). The report is the result's ``gpu_release``.
+        """
+        try:
+            pids = container.top_pids()
+        except DockerError:
+            pids = []
+        self._remove(container)
+        report = wait_released(
+            self.run_command,
+            self._nvidia_smi(),
+            pids,
+            timeout=self.p["gpu_release_timeout"],
+            interval=GPU_RELEASE_INTERVAL,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+        report["container"] = container.name
+        self.result["gpu_release"] = report
+        return report
+
     def absent(self) -> None:
         found = [c for c in (self.client.find(n) for n in (self.name, self.previous_name)) if c]
         if found:
@@ -809,9 +857,77 @@ class VllmContainerRun:
         # "always" would bring a stopped container back when dockerd restarts during the wait.
         existing.set_restart_policy("no")
         if was_running:
-            existing.stop(timeout=self.p["stop_timeout"])
+            drain = self._drain(existing)
+            shutdown = shutdown_timeout_of((existing.attrs.get("Config") or {}).get("Cmd"))
+            drain["shutdown_timeout"] = shutdown
+            drain["stop_timeout"] = stop_timeout_for(self.p["stop_timeout"], shutdown)
+            self.result["drain"] = drain
+            existing.stop(timeout=drain["stop_timeout"])
         existing.rename(self.previous_name)
         return {"container": existing, "was_running": was_running, "restart_policy": policy}
+
+    def _drain(self, container) -> dict[str, Any]:
+        """Wait (bounded by drain_timeout) until ``container`` runs no request any more.
+
+        Polls its /metrics ``vllm:num_requests_running`` (summed over engines,
+        module_utils/vllm_metrics.py) once a second, on the port it publishes. A page that
+        does not answer or lacks the figure is recorded in ``last_error`` and polled past;
+        the bound ends the wait either way. Returns what was waited for (the result's
+        ``drain``).
+        """
+        timeout = self.p["drain_timeout"]
+        report: dict[str, Any] = {
+            "container": container.name,
+            "timeout": timeout,
+            "drained": None,
+            "polls": 0,
+            "seconds": 0.0,
+            "requests_running": None,
+            "last_error": None,
+            "reason": None,
+        }
+        if timeout <= 0:
+            report["reason"] = "the drain is off (drain_timeout 0)"
+            return report
+        if self.cluster is not None and self.cluster["layout"]["role"] == "follower":
+            report["reason"] = "a cluster follower serves no requests of its own"
+            return report
+        endpoint = published_endpoint(container.attrs)
+        if endpoint is not None:
+            host, port = probe_address(endpoint[0]), endpoint[1]
+        elif (container.attrs.get("HostConfig") or {}).get("NetworkMode") == "host":
+            host, port = self.p["probe_host"] or "127.0.0.1", self.p["container_port"]
+        else:
+            report["reason"] = "the container publishes no port to read /metrics on"
+            return report
+        start = self.clock()
+        while True:
+            report["polls"] += 1
+            status, text = self._probe("/metrics", host=host, port=port)
+            running = None
+            if status == 200:
+                running = live_load(text)["requests_running"]
+                if running is None:
+                    report["last_error"] = f"/metrics has no {RUNNING}"
+            elif status is None:
+                report["last_error"] = f"GET http://{host}:{port}/metrics: no answer"
+            else:
+                report["last_error"] = f"GET http://{host}:{port}/metrics answered HTTP {status}"
+            report["requests_running"] = running
+            if running == 0:
+                report["drained"] = True
+                break
+            report["seconds"] = round(self.clock() - start, 3)
+            if report["seconds"] >= timeout:
+                if running is None:
+                    report["reason"] = "/metrics gave no running-request count within the bound"
+                else:
+                    report["drained"] = False
+                    report["reason"] = "the bound passed with requests still running"
+                break
+            self.sleep(min(DRAIN_INTERVAL, max(timeout - report["seconds"], 0)))
+        report["seconds"] = round(self.clock() - start, 3)
+        return report
 
     def _fail_new(self, new, parked: dict[str, Any] | None, outcome: dict[str, Any]) -> None:
         details = dict(outcome["details"])
@@ -828,7 +944,10 @@ class VllmContainerRun:
             except DockerError:
                 pass
         if self.p["rollback"]:
-            if new is not None:
+            if new is not None and parked is not None:
+                # The previous engine needs the GPU memory the failed one holds.
+                details["gpu_release"] = self._remove_and_release(new)
+            elif new is not None:
                 self._remove(new)
             if parked is not None and self.p["previous"] == "keep":
                 # A cluster member: restored with the others (state rolled_back), not alone.
@@ -910,7 +1029,9 @@ class VllmContainerRun:
         }
         if self.check_mode:
             return
-        if current is not None:
+        if current is not None and parked is not None:
+            self._remove_and_release(current)
+        elif current is not None:
             self._remove(current)
         if parked is None:
             return
@@ -922,12 +1043,11 @@ class VllmContainerRun:
         self.cluster = member_from_container(config.get("Entrypoint"), config.get("Cmd"))
         self.served_override = served_names_from_args(config.get("Cmd") or []) or None
         # Probed where it publishes its server, which the options may no longer say.
-        bindings = ((parked.attrs.get("HostConfig") or {}).get("PortBindings") or {}).values()
-        published = [b for group in bindings for b in group or [] if b.get("HostPort")]
-        if published:
-            self.p["port"] = int(published[0]["HostPort"])
-            if published[0].get("HostIp") and not self.p["probe_host"]:
-                self.p["probe_host"] = probe_address(published[0]["HostIp"])
+        published = published_endpoint(parked.attrs)
+        if published is not None:
+            self.p["port"] = published[1]
+            if published[0] and not self.p["probe_host"]:
+                self.p["probe_host"] = probe_address(published[0])
         self._start(parked)
         self.result["rolled_back"] = True
         outcome = self.wait_ready(parked, started_now=True, own_image=False)

@@ -170,8 +170,24 @@ options:
   stop_timeout:
     description:
       - Seconds Docker waits after SIGTERM before it kills the container when stopping it.
+      - When the old container's command line sets C(--shutdown-timeout) (vLLM 0.18 and later -
+        on SIGTERM the server refuses new requests and waits that long for the running ones),
+        the old container is stopped with that value plus 15 s if it is larger, so that Docker
+        does not kill the server in the middle of its own graceful wait.
     type: int
     default: 30
+  drain_timeout:
+    description:
+      - Before the running container is stopped to be replaced (a changed configuration, an
+        upgrade, O(recreate)), wait up to this many seconds until its C(/metrics) reports no
+        running request (C(vllm:num_requests_running), summed over engines), reading it once a
+        second on the port the old container publishes. A page that does not answer or lacks
+        the figure does not end the wait early; the bound does. RV(drain) reports the wait.
+      - The module cannot take the host out of a load balancer; stop routing to it first (for
+        example with C(serial) and a pre-task of the play) so that the count can reach 0.
+      - V(0) does not wait. A cluster follower, which serves no requests, is not drained.
+    type: int
+    default: 60
   env:
     description:
       - Environment variables of the container. Variables whose name contains TOKEN, KEY,
@@ -361,6 +377,18 @@ options:
         kept for inspection, and the previous one is removed.
     type: bool
     default: true
+  gpu_release_timeout:
+    description:
+      - Before the previous container is started again after a failed start, the failed one is
+        removed and the module waits up to this many seconds until none of its processes (their
+        host PIDs, read with C(docker top) before it was removed) holds GPU memory, polling
+        C(nvidia-smi --query-compute-apps=pid,used_memory) once a second. An engine started while
+        the failed one's CUDA contexts still hold memory can fail for want of it.
+      - The wait ends early when nothing is left to wait for (a container that had exited) or the
+        host has no C(nvidia-smi) (O(nvidia_smi_path), else the PATH); RV(gpu_release) says what
+        was waited for and why it ended. V(0) does not wait.
+    type: int
+    default: 60
   plan:
     description:
       - The result of the P(llmops.gpu_serving.vllm_memory_plan#filter) filter, reported side by
@@ -759,6 +787,94 @@ rollback:
   description: What the rollback did (restored container id, whether it became ready again).
   returned: when a rollback ran
   type: dict
+drain:
+  description:
+    - The wait for the old container's running requests before it was stopped
+      (O(drain_timeout)), and the stop timeout it was stopped with.
+  returned: when a running container was stopped to be replaced
+  type: dict
+  contains:
+    container:
+      description: The old container's name.
+      type: str
+    drained:
+      description:
+        - True - it reported 0 running requests; false - the bound passed with
+          RV(drain.requests_running) still running; null - not known (RV(drain.reason)).
+      type: bool
+    requests_running:
+      description: C(vllm:num_requests_running) at the last read, null when it was not read.
+      type: int
+    polls:
+      description: How many times C(/metrics) was read.
+      type: int
+    seconds:
+      description: How long the drain took.
+      type: float
+    timeout:
+      description: The bound, O(drain_timeout).
+      type: int
+    last_error:
+      description: The last read of C(/metrics) that failed or lacked the figure, or null.
+      type: str
+    reason:
+      description:
+        - Why it was not drained or not waited for, such as C(the drain is off (drain_timeout
+          0)), C(a cluster follower serves no requests of its own), C(the bound passed with
+          requests still running).
+      type: str
+    shutdown_timeout:
+      description: The C(--shutdown-timeout) of the old container's command line, or null.
+      type: int
+    stop_timeout:
+      description: The Docker stop timeout it was stopped with (O(stop_timeout), raised above
+        RV(drain.shutdown_timeout)).
+      type: int
+gpu_release:
+  description:
+    - The wait for a failed container's GPU memory before the previous container was started
+      again (O(gpu_release_timeout)).
+  returned: when a failed container was removed to restore a previous one
+  type: dict
+  contains:
+    container:
+      description: The failed container's name.
+      type: str
+    pids:
+      description: Its host PIDs that were waited for.
+      type: list
+      elements: int
+    released:
+      description:
+        - True - none of them holds a CUDA context any more; false - the bound passed with
+          RV(gpu_release.remaining) still listed; null - it could not be told
+          (RV(gpu_release.reason)).
+      type: bool
+    reason:
+      description:
+        - Why it could not be told or did not wait, such as C(nvidia-smi was not found on the
+          host) (a host without the NVIDIA driver), C(the failed container had no process left
+          to wait for), C(the wait is off (timeout 0)).
+      type: str
+    polls:
+      description: How many times nvidia-smi was asked.
+      type: int
+    seconds:
+      description: How long the wait took.
+      type: float
+    timeout:
+      description: The bound, O(gpu_release_timeout).
+      type: int
+    remaining:
+      description: PIDs still listed at the last answer.
+      type: list
+      elements: int
+    remaining_mib:
+      description: GPU memory the remaining processes held at the last answer (MiB), if known.
+      type: int
+    last_error:
+      description: The last nvidia-smi query that failed, or null.
+      type: str
 kind:
   description:
     - Why the server did not become ready - kv_cache_too_small, no_cache_memory,
@@ -874,6 +990,7 @@ def main() -> None:
                 "choices": ["no", "always", "unless-stopped", "on-failure"],
             },
             "stop_timeout": {"type": "int", "default": 30},
+            "drain_timeout": {"type": "int", "default": 60},
             "env": {"type": "dict"},
             "labels": {"type": "dict"},
             "model": {"type": "str"},
@@ -898,6 +1015,7 @@ def main() -> None:
             "on_budget_violation": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
             "unverifiable_floor": {"type": "str", "default": "warn", "choices": ["warn", "fail"]},
             "rollback": {"type": "bool", "default": True},
+            "gpu_release_timeout": {"type": "int", "default": 60},
             "plan": {"type": "dict"},
             "smoke_test": {"type": "bool", "default": False},
             "smoke_test_timeout": {"type": "int", "default": 120},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import uuid
 
@@ -208,6 +209,14 @@ def test_smoke_request_gates_the_change(tmp_path, seed, name):
     assert result["rollback"]["ready"] is True
     assert container_id(name) == good
     assert container_status(name) == "running"
+    # Before the restore the module waited for the failed server's GPU memory: it ran, so
+    # docker top listed its processes; a host without nvidia-smi says why it could not tell.
+    release = result["gpu_release"]
+    assert release["container"] == name
+    assert release["pids"]
+    if shutil.which("nvidia-smi") is None:
+        assert (release["released"], release["polls"]) == (None, 0)
+        assert release["reason"] == "nvidia-smi was not found on the host"
 
 
 @pytest.mark.parametrize(

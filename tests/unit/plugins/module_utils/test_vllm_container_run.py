@@ -39,6 +39,10 @@ METRICS = (FIXTURES / "docker_inspect" / "metrics_standin_v0.8.5.txt").read_text
 LOGS = FIXTURES / "vllm_logs"
 SEED_LOG = (LOGS / "v0_0.8.5_tp4_seed_success.log").read_text()
 KV_TOO_SMALL_LOG = (LOGS / "fail_kv_cache_too_small_v1_enginecore_dp0.log").read_text()
+PAGES = FIXTURES / "vllm_metrics"
+BUSY_PAGE = (PAGES / "vllm-0.32.0-cpu_12-running.txt").read_text()
+IDLE_PAGE = (PAGES / "vllm-0.32.0-cpu_idle.txt").read_text()
+NO_SAMPLES_PAGE = (PAGES / "functionary-263_no-samples.txt").read_text()
 MODELS = json.dumps({"object": "list", "data": [{"id": "coder"}]})
 
 # The options that created the captured container (its Cmd is the seed's flags for 0.8.5).
@@ -122,6 +126,13 @@ class FakeContainer:
         self.pids = list(pids)
         self.id = attrs["Id"]
         self.name = attrs["Name"].lstrip("/")
+        # /metrics pages it answers, one per read, the last one again once they run out.
+        self.pages = [METRICS]
+        self.metrics_reads = []
+
+    def metrics(self, host, port):
+        self.metrics_reads.append((host, port))
+        return self.pages.pop(0) if len(self.pages) > 1 else self.pages[0]
 
     @property
     def status(self) -> str:
@@ -223,20 +234,23 @@ class FakeClient:
 
 
 def probe_for(client, name="vt-coder"):
-    def probe(path, body=None, timeout=3):
+    def probe(path, body=None, timeout=3, host=None, port=None):
         container = client.containers.get(name)
-        if container is None or container.behaviour != "serves":
+        if container is None or container.behaviour not in ("serves", "busy"):
             return None, ""
         if not container.attrs["State"]["Running"]:
             return None, ""
-        answers = {"/health": (200, ""), "/v1/models": (200, MODELS), "/metrics": (200, METRICS)}
-        return answers[path]
+        if path == "/metrics":
+            page = container.metrics(host, port)
+            return (200, page) if page is not None else (None, "")
+        return {"/health": (200, ""), "/v1/models": (200, MODELS)}[path]
 
     return probe
 
 
-def make_run(client, check_mode=False, clock=None, **changes):
+def make_run(client, check_mode=False, clock=None, host=None, **changes):
     clock = clock or Clock()
+    host = host or {}
     return VllmContainerRun(
         params(**changes),
         check_mode,
@@ -244,7 +258,28 @@ def make_run(client, check_mode=False, clock=None, **changes):
         probe=probe_for(client),
         clock=clock,
         sleep=clock.sleep,
+        **host,
     )
+
+
+class NvidiaSmi:
+    """``nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits``.
+
+    Answers one listing per call, the last one again once they run out; each call is recorded
+    in the client's calls, so its order against the Docker calls shows.
+    """
+
+    def __init__(self, client, *listings):
+        self.client = client
+        self.listings = list(listings)
+
+    def run_command(self, argv):
+        self.client.calls.append(("nvidia-smi", argv[1]))
+        listing = self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
+        return 0, listing, ""
+
+    def host(self):
+        return {"run_command": self.run_command, "get_bin_path": lambda name: "/usr/bin/" + name}
 
 
 def test_the_options_build_the_captured_container():
@@ -432,3 +467,185 @@ def test_present_creates_without_starting_and_stopped_stops():
 def test_epoch_seconds_of_docker_stamps():
     assert vllm_container_run._epoch_seconds("2026-11-25T04:39:33.454261614Z") == 1795581573
     assert vllm_container_run._epoch_seconds("0001-01-01T00:00:00Z") is None
+
+
+def test_the_failed_containers_gpu_memory_is_released_before_the_previous_one_starts():
+    client = FakeClient()
+    client.add(CONTAINER)
+    client.next = {"log": SEED_LOG.split("Uvicorn")[0], "behaviour": "silent", "pids": (4242,)}
+    # The failed engine's context is still listed once after it was removed, then gone.
+    smi = NvidiaSmi(client, "4242, 20312\n", "")
+    run = make_run(client, host=smi.host(), max_model_len=16384)
+    with pytest.raises(ModuleFailure) as failure:
+        run.run()
+    calls = client.calls
+    removed = calls.index(("remove", "vt-coder"))
+    started = calls.index(("start", "vt-coder"), removed)
+    queries = [i for i, call in enumerate(calls) if call[0] == "nvidia-smi"]
+    assert len(queries) == 2
+    assert removed < queries[0]
+    assert queries[-1] < started
+    report = failure.value.details["gpu_release"]
+    assert report["pids"] == [4242]
+    assert report["released"] is True
+    assert report["polls"] == 2
+    assert report["container"] == "vt-coder"
+    assert run.result["gpu_release"] == report
+    assert failure.value.details["rollback"]["ready"] is True
+
+
+def test_a_bound_that_passes_still_restores_the_previous_container():
+    client = FakeClient()
+    client.add(CONTAINER)
+    client.next = {"log": "", "behaviour": "silent", "pids": (4242, 4301)}
+    smi = NvidiaSmi(client, "4242, 20312\n4301, [N/A]\n")
+    run = make_run(client, host=smi.host(), max_model_len=16384, gpu_release_timeout=3)
+    with pytest.raises(ModuleFailure) as failure:
+        run.run()
+    report = failure.value.details["gpu_release"]
+    assert report["released"] is False
+    assert report["remaining"] == [4242, 4301]
+    assert report["remaining_mib"] is None  # one of them could not say: not summed as zero
+    assert client.calls[-1] == ("start", "vt-coder")
+
+
+def test_a_host_without_nvidia_smi_restores_at_once_and_says_why():
+    client = FakeClient()
+    client.add(CONTAINER)
+    client.next = {"log": "", "behaviour": "silent", "pids": (4242,)}
+    run = make_run(client, max_model_len=16384)
+    with pytest.raises(ModuleFailure) as failure:
+        run.run()
+    report = failure.value.details["gpu_release"]
+    assert report["released"] is None
+    assert report["reason"] == "nvidia-smi was not found on the host"
+    assert report["polls"] == 0
+    assert failure.value.details["rolled_back"] is True
+
+
+def test_an_exited_container_leaves_no_process_to_wait_for():
+    client = FakeClient()
+    client.add(CONTAINER)
+    client.next = {"log": KV_TOO_SMALL_LOG, "behaviour": "exits", "pids": (4242,)}
+    smi = NvidiaSmi(client, "")
+    run = make_run(client, host=smi.host(), max_model_len=16384)
+    with pytest.raises(ModuleFailure) as failure:
+        run.run()
+    report = failure.value.details["gpu_release"]
+    assert report["reason"] == "the failed container had no process left to wait for"
+    assert ("nvidia-smi", "--query-compute-apps=pid,used_memory") not in client.calls
+
+
+def test_state_rolled_back_waits_for_the_current_containers_gpu_memory():
+    client = FakeClient()
+    current = client.add(dict(copy.deepcopy(CONTAINER), Id="failed"), behaviour="silent")
+    current.pids = [5151]
+    client.add(dict(copy.deepcopy(CONTAINER), Name="/vt-coder-llmops-previous"))
+    client.containers["vt-coder-llmops-previous"].attrs["State"]["Running"] = False
+    smi = NvidiaSmi(client, "5151, 100\n", "")
+    run = make_run(client, host=smi.host(), state="rolled_back")
+    run.run()
+    assert run.result["gpu_release"]["released"] is True
+    assert [call[0] for call in client.calls] == [
+        "remove",
+        "nvidia-smi",
+        "nvidia-smi",
+        "rename",
+        "restart_policy",
+        "start",
+    ]
+
+
+def changed_run(client, **changes):
+    """A changed configuration (max_model_len) for the captured running container."""
+    return make_run(client, max_model_len=16384, **changes)
+
+
+def test_the_old_container_drains_before_it_stops():
+    client = FakeClient()
+    old = client.add(CONTAINER)
+    old.pages = [BUSY_PAGE, BUSY_PAGE, IDLE_PAGE]
+    run = changed_run(client)
+    run.run()
+    drain = run.result["drain"]
+    assert (drain["drained"], drain["requests_running"], drain["polls"]) == (True, 0, 3)
+    assert drain["seconds"] == 2.0  # two 1 s sleeps of the fake clock between the reads
+    # Read where the old container publishes (127.0.0.1:18124 in its inspect output).
+    assert old.metrics_reads[:3] == [("127.0.0.1", 18124)] * 3
+    assert client.calls[:2] == [("restart_policy", "vt-coder", "no"), ("stop", "vt-coder", 30)]
+    assert (drain["shutdown_timeout"], drain["stop_timeout"]) == (None, 30)
+
+
+def test_a_drain_that_reaches_its_bound_still_stops_the_old_container():
+    client = FakeClient()
+    client.add(CONTAINER).pages = [BUSY_PAGE]
+    run = changed_run(client, drain_timeout=3)
+    run.run()
+    drain = run.result["drain"]
+    assert (drain["drained"], drain["requests_running"]) == (False, 12)
+    assert drain["reason"] == "the bound passed with requests still running"
+    assert drain["polls"] == 4
+    assert ("stop", "vt-coder", 30) in client.calls
+
+
+def test_a_page_without_the_figure_or_no_answer_does_not_end_the_drain():
+    client = FakeClient()
+    client.add(CONTAINER).pages = [NO_SAMPLES_PAGE, None, IDLE_PAGE]
+    run = changed_run(client)
+    run.run()
+    drain = run.result["drain"]
+    assert (drain["drained"], drain["polls"]) == (True, 3)
+    assert drain["last_error"] == "GET http://127.0.0.1:18124/metrics: no answer"
+
+
+def test_a_page_that_never_has_the_figure_is_not_called_drained():
+    client = FakeClient()
+    client.add(CONTAINER).pages = [NO_SAMPLES_PAGE]
+    run = changed_run(client, drain_timeout=2)
+    run.run()
+    drain = run.result["drain"]
+    assert drain["drained"] is None
+    assert drain["last_error"] == "/metrics has no vllm:num_requests_running"
+    assert drain["reason"] == "/metrics gave no running-request count within the bound"
+
+
+def test_drain_timeout_0_stops_at_once():
+    client = FakeClient()
+    old = client.add(CONTAINER)
+    run = changed_run(client, drain_timeout=0)
+    run.run()
+    assert old.metrics_reads == []
+    assert run.result["drain"]["reason"] == "the drain is off (drain_timeout 0)"
+
+
+def test_the_stop_timeout_exceeds_the_old_servers_shutdown_timeout():
+    client = FakeClient()
+    old = client.add(CONTAINER)
+    old.attrs["Config"]["Cmd"] = [*old.attrs["Config"]["Cmd"], "--shutdown-timeout", "120"]
+    run = changed_run(client)
+    run.run()
+    assert run.result["drain"]["shutdown_timeout"] == 120
+    assert ("stop", "vt-coder", 135) in client.calls
+
+
+@pytest.mark.parametrize(
+    ("command", "seconds"),
+    [
+        (["--model", "/m"], None),
+        (["--shutdown-timeout", "30"], 30),
+        (["--shutdown-timeout=45"], 45),
+        (["--shutdown-timeout", "soon"], None),
+        (["--shutdown-timeout"], None),
+        (None, None),
+    ],
+)
+def test_shutdown_timeout_of_a_command_line(command, seconds):
+    assert vllm_container_run.shutdown_timeout_of(command) == seconds
+
+
+@pytest.mark.parametrize(
+    ("stop", "shutdown", "expected"),
+    [(30, None, 30), (30, 0, 30), (30, 10, 30), (30, 120, 135), (200, 120, 200)],
+)
+def test_stop_timeout_for(stop, shutdown, expected):
+    assert vllm_container_run.stop_timeout_for(stop, shutdown) == expected

@@ -649,3 +649,61 @@ def test_shutdown_timeout_of_a_command_line(command, seconds):
 )
 def test_stop_timeout_for(stop, shutdown, expected):
     assert vllm_container_run.stop_timeout_for(stop, shutdown) == expected
+
+
+def test_a_missing_image_is_pulled_and_check_mode_only_says_it_would():
+    client = FakeClient()
+    client.image = lambda ref: None
+    run = make_run(client, check_mode=True, pull="missing")
+    run.run()
+    assert client.calls == []
+    assert run.result["image_pull"] == "would pull"
+    run = make_run(client, pull="missing")
+    run.run()
+    assert client.calls[0] == ("pull", "llmops-test/vllm-openai:v0.8.5")
+    assert run.result["image_pull"] == "pulled"
+
+
+def test_pull_never_refuses_a_missing_image_before_any_change():
+    client = FakeClient()
+    client.image = lambda ref: None
+    with pytest.raises(ModuleFailure, match="is not on the host and pull is never"):
+        make_run(client).run()
+    assert client.calls == []
+
+
+def test_rollback_off_keeps_the_failed_container_stopped_and_removes_the_previous():
+    client = FakeClient()
+    client.add(CONTAINER)
+    client.next = {"log": "", "behaviour": "silent", "pids": (4242,)}
+    run = make_run(client, max_model_len=16384, rollback=False)
+    with pytest.raises(ModuleFailure) as failure:
+        run.run()
+    assert failure.value.msg.endswith("rollback is off: the failed container is kept, stopped")
+    assert list(client.containers) == ["vt-coder"]
+    assert client.containers["vt-coder"].id != CONTAINER["Id"]
+    assert client.calls[-2:] == [("stop", "vt-coder", 30), ("remove", "vt-coder-llmops-previous")]
+    assert "gpu_release" not in run.result
+
+
+def test_a_cluster_follower_is_ready_once_its_log_proves_the_join():
+    client = FakeClient()
+    client.next = {
+        "log": (LOGS / "real_cpu_0.32.0_nnodes2_follower.log").read_text(),
+        "behaviour": "silent",  # a follower serves no HTTP
+        "pids": (),
+    }
+    cluster = {"role": "follower", "nnodes": 2, "node_rank": 1, "master_addr": "mn18-head"}
+    run = make_run(
+        client,
+        vllm_version="0.32.0",
+        tensor_parallel_size=2,
+        swap_space=None,
+        tokenizer_pool_size=None,
+        port=0,
+        cluster=cluster,
+    )
+    run.run()
+    assert run.result["cluster"]["join"]["joined"] is True
+    assert "rank 1 in world size 2 is assigned as" in run.result["cluster"]["join"]["proof"][0]
+    assert client.changes() == ["create", "start", "restart_policy"]

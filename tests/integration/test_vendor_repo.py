@@ -30,10 +30,29 @@ SYSTEMD_FLAGS = [
     "--tmpfs", "/run",
     "--tmpfs", "/run/lock",
 ]  # fmt: skip
+# cuda_key: the key file of the release's CUDA directory and the vendor-vars.json entry of its
+# fingerprint. NVIDIA's debian13 directory has no 550 branch and a key of its own (facts/
+# nvidia-stack.md; NVIDIA/cuda-repo-management#38, #39), and so has the simulated one: the
+# Debian 13 host takes the driver from ubuntu2404 (driver_repo), the Ubuntu 24.04 test platform's
+# combination (Debian 13's userland with NVIDIA's ubuntu2404 packages).
+COMMON_KEY = ("3bf863cc.pub", "vendor_repo_cuda_key_fingerprint")
 RELEASES = {
-    "12": {"codename": "bookworm", "cuda_repo": "debian12", "cuda_12_4": True},
-    "13": {"codename": "trixie", "cuda_repo": "debian13", "cuda_12_4": False},
+    "12": {
+        "codename": "bookworm",
+        "cuda_repo": "debian12",
+        "cuda_key": COMMON_KEY,
+        "driver_repo": "debian12",
+        "cuda_12_4": True,
+    },
+    "13": {
+        "codename": "trixie",
+        "cuda_repo": "debian13",
+        "cuda_key": ("8793F200.pub", "vendor_repo_cuda_debian13_key_fingerprint"),
+        "driver_repo": "ubuntu2404",
+        "cuda_12_4": False,
+    },
 }
+CUDA_REPOS = "/srv/vendor-repo/compute/cuda/repos"
 
 
 def docker(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -95,18 +114,21 @@ def host(request, vendor_vars):
         box.wait_booted()
         cfg = box.release
         keys = {
-            "cuda": f"/srv/vendor-repo/compute/cuda/repos/{cfg['cuda_repo']}/x86_64/3bf863cc.pub",
+            "cuda": f"{CUDA_REPOS}/{cfg['cuda_repo']}/x86_64/{cfg['cuda_key'][0]}",
             "nct": "/srv/vendor-repo/libnvidia-container/gpgkey",
             "docker": "/srv/vendor-repo/docker/linux/debian/gpg",
             "extras": "/srv/vendor-repo/distro-extras/gpgkey",
         }
         sources = {
-            "cuda": f"file:/srv/vendor-repo/compute/cuda/repos/{cfg['cuda_repo']}/x86_64 /",
+            "cuda": f"file:{CUDA_REPOS}/{cfg['cuda_repo']}/x86_64 /",
             "nct": "file:/srv/vendor-repo/libnvidia-container/stable/deb/amd64 /",
             "docker": f"file:/srv/vendor-repo/docker/linux/debian {cfg['codename']} stable",
             "extras": "file:/srv/vendor-repo/distro-extras /",
             "debian": f"file:/srv/vendor-repo/debian/{cfg['codename']} /",
         }
+        if cfg["driver_repo"] != cfg["cuda_repo"]:
+            keys["cuda-driver"] = f"{CUDA_REPOS}/{cfg['driver_repo']}/x86_64/{COMMON_KEY[0]}"
+            sources["cuda-driver"] = f"file:{CUDA_REPOS}/{cfg['driver_repo']}/x86_64 /"
         script = []
         # The Debian mirror subset is signed with the distro extras key.
         keys["debian"] = keys["extras"]
@@ -132,8 +154,9 @@ def fingerprint_of(host: Host, path: str) -> str:
 
 
 def test_keys_have_the_fingerprints_the_roles_are_given(host, vendor_vars):
-    cuda = f"/srv/vendor-repo/compute/cuda/repos/{host.release['cuda_repo']}/x86_64/3bf863cc.pub"
-    assert fingerprint_of(host, cuda) == vendor_vars["vendor_repo_cuda_key_fingerprint"]
+    key_file, fingerprint = host.release["cuda_key"]
+    cuda = f"{CUDA_REPOS}/{host.release['cuda_repo']}/x86_64/{key_file}"
+    assert fingerprint_of(host, cuda) == vendor_vars[fingerprint]
     nct = "/srv/vendor-repo/libnvidia-container/gpgkey"
     assert fingerprint_of(host, nct) == vendor_vars["vendor_repo_nct_key_fingerprint"]
     dock = "/srv/vendor-repo/docker/linux/debian/gpg"
@@ -148,6 +171,39 @@ def test_a_repository_signed_by_another_key_is_refused(host):
         "echo 'deb [signed-by=/usr/share/keyrings/sim-docker.gpg] "
         f"file:/srv/vendor-repo/compute/cuda/repos/{cuda_repo}/x86_64 /' "
         "> /etc/apt/sources.list.d/wrong.list\n"
+        "rc=0; apt-get update -o APT::Update::Error-Mode=any 2>&1 || rc=$?\n"
+        "rm /etc/apt/sources.list.d/wrong.list\n"
+        "mv /root/sim-cuda.list /etc/apt/sources.list.d/sim-cuda.list\n"
+        "apt-get update -qq\n"
+        "exit $rc",
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    assert re.search(r"NO_PUBKEY|not signed|Missing key", result.stdout), result.stdout
+
+
+def test_debian13_directory_is_as_nvidia_publishes_it(host, vendor_vars):
+    if host.release["cuda_repo"] != "debian13":
+        pytest.skip("only NVIDIA's debian13 directory differs")
+    directory = VENDOR_REPO / "compute" / "cuda" / "repos" / "debian13" / "x86_64"
+    names = re.findall(r"(?m)^Package: (\S+)$", (directory / "Packages").read_text())
+    assert "cuda-keyring" in names
+    driver = [
+        name for name in names if re.match(r"(cuda-drivers|nvidia-|libnvidia-|libcuda)", name)
+    ]
+    assert driver == [], driver
+    assert sorted(path.name for path in directory.glob("*.pub")) == ["8793F200.pub"]
+    # Its cuda-keyring carries its own key, as NVIDIA's does for debian13.
+    keyring = host.sh(
+        f"dpkg-deb -x {CUDA_REPOS}/debian13/x86_64/cuda-keyring_1.1-1_all.deb /tmp/keyring && "
+        "gpg --show-keys --with-colons /tmp/keyring/usr/share/keyrings/cuda-archive-keyring.gpg"
+    ).stdout
+    assert f"fpr:::::::::{vendor_vars['vendor_repo_cuda_debian13_key_fingerprint']}:" in keyring
+    # Signed with that key only: the common key (3bf863cc's stand-in) does not verify it.
+    result = host.sh(
+        "mv /etc/apt/sources.list.d/sim-cuda.list /root/sim-cuda.list\n"
+        "echo 'deb [signed-by=/usr/share/keyrings/sim-cuda-driver.gpg] "
+        f"file:{CUDA_REPOS}/debian13/x86_64 /' > /etc/apt/sources.list.d/wrong.list\n"
         "rc=0; apt-get update -o APT::Update::Error-Mode=any 2>&1 || rc=$?\n"
         "rm /etc/apt/sources.list.d/wrong.list\n"
         "mv /root/sim-cuda.list /etc/apt/sources.list.d/sim-cuda.list\n"

@@ -233,7 +233,13 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     tasks = run_role(
         tmp_path, cluster["inventory"], during=lambda: killer.update(kill_after_join(follower))
     )
-    assert killer["killed"] is True, "the follower never logged its join"
+    # The killer runs beside the play: without "killed" the play ended before the join showed.
+    assert killer.get("killed") is True, {
+        host: result.get("msg")
+        for host, result in tasks.get(
+            "Fail the cluster's change with every member's reason", {}
+        ).items()
+    }
     failed = tasks["Fail the cluster's change with every member's reason"]
     for host in ("node-a", "node-b"):
         message = failed[host]["msg"]
@@ -255,7 +261,10 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
     tasks = run_role(tmp_path, cluster["inventory"])
     # The container task ran three times: the check pass, the start, the follower's re-read.
     runs = tasks["Converge the vLLM container (started) #runs"]
-    assert len(runs) == 3, tasks["Fail the cluster's change with every member's reason"]
+    assert len(runs) == 3, {
+        host: result.get("msg")
+        for host, result in tasks["Fail the cluster's change with every member's reason"].items()
+    }
     check, started, reread = runs
     for result in tasks["Fail the cluster's change with every member's reason"].values():
         assert result.get("skipped") is True

@@ -42,6 +42,9 @@ MODELS = TINY_MODEL.parent
 KV_SPACE_GIB = 1
 CPU_BLOCK_SIZE = 128
 MAX_MODEL_LEN = 2048
+READY_TIMEOUT = 600
+# ansible-playbook's own bound: a start and a restore, each up to READY_TIMEOUT.
+RUN_TIMEOUT = 2 * READY_TIMEOUT + 300
 
 
 @pytest.fixture
@@ -74,7 +77,8 @@ def engine_options(name: str, model: str = "tiny-qwen3-moe") -> dict:
         "max_model_len": MAX_MODEL_LEN,
         "dtype": "bfloat16",
         "extra_args": ["--enforce-eager"],
-        "ready_timeout": 240,
+        # A start took 444 s and 510 s on this 2-core machine under load (load average 16-24).
+        "ready_timeout": READY_TIMEOUT,
         "smoke_test": True,
     }
 
@@ -113,12 +117,12 @@ def test_real_engine_lifecycle(tmp_path, name):
     options["plan"] = plan
 
     # Check mode on a fresh host: a change is reported, nothing is created.
-    result, _ = run_module(tmp_path, options, "--check", "--diff")
+    result, _ = run_module(tmp_path, options, "--check", "--diff", timeout=RUN_TIMEOUT)
     assert result["changed"] is True
     assert container_id(name) is None
 
     # Start: ready, the engine's own figures read from its log, plan vs log, a real answer.
-    result, _ = run_module(tmp_path, options)
+    result, _ = run_module(tmp_path, options, timeout=RUN_TIMEOUT)
     assert not result.get("failed"), result["msg"]
     assert result["changed"] is True
     first = result["container"]["id"]
@@ -148,7 +152,7 @@ def test_real_engine_lifecycle(tmp_path, name):
 
     # Idempotent: the same options change nothing and restart nothing.
     before = started_at(name)
-    result, _ = run_module(tmp_path, options)
+    result, _ = run_module(tmp_path, options, timeout=RUN_TIMEOUT)
     assert not result.get("failed"), result["msg"]
     assert result["changed"] is False
     assert result["container"]["id"] == first
@@ -157,7 +161,7 @@ def test_real_engine_lifecycle(tmp_path, name):
 
     # Check mode and diff of a changed flag: reported, not applied.
     changed = dict(options, max_num_batched_tokens=1024)
-    result, _ = run_module(tmp_path, changed, "--check", "--diff")
+    result, _ = run_module(tmp_path, changed, "--check", "--diff", timeout=RUN_TIMEOUT)
     assert result["changed"] is True
     assert result["changes"] == ["command"]
     assert "--max-num-batched-tokens" in result["diff"]["after"]["command"]
@@ -165,7 +169,7 @@ def test_real_engine_lifecycle(tmp_path, name):
     assert started_at(name) == before
 
     # The change recreates the container; the new one serves.
-    result, _ = run_module(tmp_path, changed)
+    result, _ = run_module(tmp_path, changed, timeout=RUN_TIMEOUT)
     assert not result.get("failed"), result["msg"]
     assert result["changed"] is True
     good = result["container"]["id"]
@@ -174,7 +178,9 @@ def test_real_engine_lifecycle(tmp_path, name):
 
     # Real failures, each classified from the engine's own lines and rolled back to `good`.
     # 1. max_model_len above the model's max_position_embeddings (4096): pydantic refuses it.
-    result, _ = run_module(tmp_path, dict(changed, max_model_len=100000, plan=None))
+    result, _ = run_module(
+        tmp_path, dict(changed, max_model_len=100000, plan=None), timeout=RUN_TIMEOUT
+    )
     assert result["failed"] is True
     assert result["kind"] == "max_model_len_too_large", result["msg"]
     assert any("User-specified max_model_len (100000)" in line for line in result["proof"])
@@ -188,7 +194,7 @@ def test_real_engine_lifecycle(tmp_path, name):
         vllm_version="0.16.0",
         extra_args=["--enforce-eager", "--disable-log-requests"],
     )
-    result, _ = run_module(tmp_path, stale)
+    result, _ = run_module(tmp_path, stale, timeout=RUN_TIMEOUT)
     assert result["failed"] is True
     assert result["kind"] == "bad_argument", result["msg"]
     assert any(
@@ -198,7 +204,7 @@ def test_real_engine_lifecycle(tmp_path, name):
 
     # 3. A KV cache too small for one request of max_model_len (4 blocks of 128 tokens).
     small = dict(changed, extra_args=["--enforce-eager", "--num-gpu-blocks-override", "4"])
-    result, _ = run_module(tmp_path, small)
+    result, _ = run_module(tmp_path, small, timeout=RUN_TIMEOUT)
     assert result["failed"] is True
     assert result["kind"] == "kv_cache_too_small", result["msg"]
     assert any("To serve at least one request" in line for line in result["proof"])
@@ -207,7 +213,7 @@ def test_real_engine_lifecycle(tmp_path, name):
     # 4. An engine that dies after /health answered: head_dim 16 passes startup, and the CPU
     #    attention refuses it at the first request. Only the smoke request can tell.
     dying = dict(engine_options(name, "tiny-qwen3-moe-hd16"), port=port)
-    result, _ = run_module(tmp_path, dying)
+    result, _ = run_module(tmp_path, dying, timeout=RUN_TIMEOUT)
     assert result["failed"] is True
     assert result["kind"] == "smoke_test_failed", result["msg"]
     assert result["smoke_test"]["status"] == 500

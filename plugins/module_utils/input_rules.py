@@ -674,6 +674,7 @@ def _apply_rules(report: Report, v: dict[str, Any]) -> None:
         at_least(name, 1, "an integer >= 1")
     for name in ("vllm_server_ready_timeout", "vllm_server_verify_timeout"):
         at_least(name, 1, "a number of seconds >= 1")
+    at_least("vllm_server_drain_timeout", 0, "a number of seconds >= 0 (0: no drain)")
     at_least("vllm_server_swap_space", 0, "GiB >= 0")
     at_least("vllm_server_tokenizer_pool_size", 0, "an integer >= 0 (0: no pool)")
     at_least("vllm_server_min_concurrency", 0, "a number >= 0")

@@ -95,6 +95,10 @@ def test_values_as_users_type_them_are_accepted(provided):
         ({"model_sync_models": [{"name": "a/b", "source": "/x", "sorce": 1}]}, "did you mean"),
         ({"vllm_server_expect": {"min_kv_cache_gib": -1}}, "vllm_server_expect.min_kv_cache_gib"),
         ({"vllm_server_kv_cache_gib": -1}, "vllm_server_kv_cache_gib must be GiB >= 0"),
+        (
+            {"vllm_server_drain_timeout": -5},
+            "vllm_server_drain_timeout must be a number of seconds >= 0",
+        ),
         ({"vllm_server_kv_cache_gib": "inf"}, "a finite number"),
         ({"vllm_upgrade_batch": 0}, "vllm_upgrade_batch must be"),
         ({"vllm_upgrade_benchmark_gate": "maybe"}, "vllm_upgrade_benchmark_gate must be a bool"),

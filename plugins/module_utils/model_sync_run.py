@@ -337,6 +337,18 @@ def _sync_model(
         placed: list[dict] = []
         transferred = resumed = 0
         transfer_seconds = 0.0
+
+        def finish() -> None:
+            # The figures of the transfer so far, read when it ends (or fails).
+            _finish(
+                result,
+                started,
+                files=len(placed),
+                transferred=transferred,
+                resumed=resumed,
+                seconds=transfer_seconds,
+            )
+
         if transfer:
             dest.open_partial_area()
             log(f"fetching {len(transfer)} files ({needed} bytes) from {options['source']}")
@@ -346,14 +358,7 @@ def _sync_model(
             )
             transfer_seconds = time.monotonic() - transfer_started
             if errors:
-                _finish(
-                    result,
-                    started,
-                    files=len(placed),
-                    transferred=transferred,
-                    resumed=resumed,
-                    seconds=transfer_seconds,
-                )
+                finish()
                 raise SyncError(
                     f"{len(errors)} of {len(transfer)} files did not sync: "
                     + "; ".join(errors[:5])
@@ -371,14 +376,7 @@ def _sync_model(
         dest.close_partial_area()
     finally:
         os.close(lock)
-    _finish(
-        result,
-        started,
-        files=len(placed),
-        transferred=transferred,
-        resumed=resumed,
-        seconds=transfer_seconds,
-    )
+    finish()
     return result
 
 

@@ -28,3 +28,12 @@ QWEN3_30B_A3B_WEIGHTS = 61_064_245_248
 # nvidia-smi's memory.total of the seed's cards, and what vLLM sees of one (total_gpu_memory).
 SEED_GPUS = [{"index": i, "memory_total_mib": 22528} for i in range(4)]
 SEED_GPU_MEMORY_GIB = 21.66
+# The rest of the seed's `vllm serve` flags, as vllm_container names them.
+SEED_OTHER_FLAGS = {
+    "enable_chunked_prefill": True,
+    "swap_space": SEED_SWAP_SPACE_GIB,
+    "tokenizer_pool_size": 56,
+    "disable_custom_all_reduce": True,
+}
+# What nvidia-smi says of the seed's host: its driver and the CUDA version that driver supports.
+SEED_HOST = {"host_cuda_version": "12.4", "host_driver_version": "550.144.03"}

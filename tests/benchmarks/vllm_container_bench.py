@@ -34,7 +34,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO_ROOT / "tests"), str(REPO_ROOT / "tests" / "integration")]
-from seed_deployment import SEED_ENGINE, SEED_SWAP_SPACE_GIB  # noqa: E402
+from seed_deployment import (  # noqa: E402
+    SEED_ENGINE,
+    SEED_HOST,
+    SEED_OTHER_FLAGS,
+    SEED_SWAP_SPACE_GIB,
+)
 from vllm_it import ansible_playbook, free_port  # noqa: E402
 
 IMAGE = "llmops-test/vllm-openai:v0.8.5"
@@ -98,17 +103,9 @@ def module_task(name: str, port: int, model_dir: Path, scenario: str, speed: str
             "restart_policy": "always",
             "env": {"STANDIN_SPEED": speed, "STANDIN_SCENARIO": scenario},
             "served_model_name": ["coder"],
-            "tensor_parallel_size": 4,
-            "dtype": "half",
-            "max_model_len": 32768,
-            "max_num_batched_tokens": 4096,
-            "gpu_memory_utilization": 0.93,
-            "block_size": 32,
-            "enable_chunked_prefill": True,
-            "swap_space": 16,
-            "tokenizer_pool_size": 56,
-            "disable_custom_all_reduce": True,
-            "host_cuda_version": "12.4",
+            **SEED_ENGINE,
+            **SEED_OTHER_FLAGS,
+            "host_cuda_version": SEED_HOST["host_cuda_version"],
             "ready_timeout": 900,
             # Keep the failed container so that its log can be timed.
             "rollback": False,

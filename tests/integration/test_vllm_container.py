@@ -16,6 +16,7 @@ import subprocess
 import uuid
 
 import pytest
+from seed_deployment import SEED_ENGINE, SEED_HOST, SEED_OTHER_FLAGS
 from vllm_it import (
     PREVIOUS_SUFFIX,
     REPO_ROOT,
@@ -76,18 +77,9 @@ def seed(name, model_dir):
         "stop_timeout": 5,
         "env": {"STANDIN_SPEED": SPEED},
         "served_model_name": ["coder"],
-        "tensor_parallel_size": 4,
-        "dtype": "half",
-        "max_model_len": 32768,
-        "max_num_batched_tokens": 4096,
-        "gpu_memory_utilization": 0.93,
-        "block_size": 32,
-        "enable_chunked_prefill": True,
-        "swap_space": 16,
-        "tokenizer_pool_size": 56,
-        "disable_custom_all_reduce": True,
-        "host_cuda_version": "12.4",
-        "host_driver_version": "550.144.03",
+        **SEED_ENGINE,
+        **SEED_OTHER_FLAGS,
+        **SEED_HOST,
         "ready_timeout": 60,
     }
 

@@ -17,6 +17,7 @@ from unittest import mock
 
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from seed_deployment import SEED_ENGINE, SEED_HOST, SEED_OTHER_FLAGS
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils import vllm_container_run
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_container_run import (
@@ -59,18 +60,9 @@ OPTIONS = {
     "ulimits": {"memlock": 8388608, "stack": 67108864},
     "ipc_mode": "host",
     "env": {"STANDIN_SPEED": "20"},
-    "tensor_parallel_size": 4,
-    "dtype": "half",
-    "max_model_len": 32768,
-    "max_num_batched_tokens": 4096,
-    "gpu_memory_utilization": 0.93,
-    "block_size": 32,
-    "enable_chunked_prefill": True,
-    "swap_space": 16,
-    "tokenizer_pool_size": 56,
-    "disable_custom_all_reduce": True,
-    "host_cuda_version": "12.4",
-    "host_driver_version": "550.144.03",
+    **SEED_ENGINE,
+    **SEED_OTHER_FLAGS,
+    **SEED_HOST,
     "host_gpu_count": 4,
     "ready_timeout": 30,
 }

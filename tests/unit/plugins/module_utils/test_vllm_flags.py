@@ -4,7 +4,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from seed_deployment import SEED_ENGINE
+from seed_deployment import SEED_ENGINE, SEED_OTHER_FLAGS
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags import (
     FlagError,
@@ -34,10 +34,7 @@ SEED = {
     "model": "/qwen/qwen3-30b-a3b",
     "served_model_name": ["coder"],
     **SEED_ENGINE,
-    "enable_chunked_prefill": True,
-    "swap_space": 16.0,
-    "tokenizer_pool_size": 56,
-    "disable_custom_all_reduce": True,
+    **SEED_OTHER_FLAGS,
 }
 SEED_ARGS = shlex.split(
     "--model /qwen/qwen3-30b-a3b --served-model-name coder --tensor-parallel-size 4 --dtype half "

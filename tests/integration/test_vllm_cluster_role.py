@@ -356,7 +356,7 @@ def test_cluster_role_rolls_back_every_member_then_serves(tmp_path, cluster):
         message = tasks["Fail the cluster's change with every member's reason"][host]["msg"]
         assert "did not pass its benchmark gate, so every member was rolled back" in message
         assert "node-a benchmark_regression: concurrency 1: p99 TTFT" in message, message
-        assert tasks["Roll every changed member back together"][host]["rolled_back"] is True
+        assert tasks["Put the previous container back"][host]["rolled_back"] is True
     # The previous pair again, the same containers, serving.
     assert {name: container_id(name) for name in (head, follower)} == ids
     for name in (head, follower):

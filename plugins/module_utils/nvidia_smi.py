@@ -303,6 +303,7 @@ def summarize(gpus: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# (rc, stdout, stderr), as AnsibleModule.run_command returns them.
 Runner = Callable[[list[str]], tuple[int, str, str]]
 
 # Seconds one nvidia-smi call may take. A healthy host answers in well under a second per GPU;

@@ -560,7 +560,8 @@ def member_plan(
     }
 
 
-def _flag_value(args: Sequence[str], *flags: str) -> str | None:
+def flag_value(args: Sequence[str], *flags: str) -> str | None:
+    """The value of the first of ``flags`` on a command line (``--flag v`` or ``--flag=v``)."""
     for index, token in enumerate(args):
         name, sep, value = str(token).partition("=")
         if name in flags:
@@ -580,7 +581,7 @@ def member_from_container(
     words = [str(word) for word in (entrypoint or [])]
     args = [str(word) for word in (command or [])]
     if words[:3] == ["ray", "start", "--block"]:
-        address = _flag_value(words, "--address") or ""
+        address = flag_value(words, "--address") or ""
         host, _, port = address.rpartition(":")
         return {
             "backend": "ray",
@@ -596,21 +597,21 @@ def member_from_container(
             },
             "settle": 5,
         }
-    backend = _flag_value(args, "--distributed-executor-backend")
-    nnodes = _flag_value(args, "--nnodes")
+    backend = flag_value(args, "--distributed-executor-backend")
+    nnodes = flag_value(args, "--nnodes")
     if backend == "ray" and any("ray start --head" in word for word in words):
         nnodes = nnodes or "2"
     elif nnodes is None or not nnodes.isdigit() or int(nnodes) < 2:
         return None
-    tp = int(_flag_value(args, "--tensor-parallel-size", "-tp") or 1)
-    pp = int(_flag_value(args, "--pipeline-parallel-size", "-pp") or 1)
-    rank = int(_flag_value(args, "--node-rank") or 0)
+    tp = int(flag_value(args, "--tensor-parallel-size", "-tp") or 1)
+    pp = int(flag_value(args, "--pipeline-parallel-size", "-pp") or 1)
+    rank = int(flag_value(args, "--node-rank") or 0)
     cluster = {
         "role": "follower" if "--headless" in args else "head",
         "nnodes": int(nnodes),
         "node_rank": rank,
-        "master_addr": _flag_value(args, "--master-addr") or "localhost",
-        "master_port": int(_flag_value(args, "--master-port") or DEFAULT_MASTER_PORT),
+        "master_addr": flag_value(args, "--master-addr") or "localhost",
+        "master_port": int(flag_value(args, "--master-port") or DEFAULT_MASTER_PORT),
         "pipeline_parallel_size": pp,
     }
     try:

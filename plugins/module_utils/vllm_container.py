@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster import (
+    flag_value,
     validate_cluster,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_flags import (
@@ -194,19 +195,11 @@ SHUTDOWN_TEARDOWN_SECONDS = 15
 
 def shutdown_timeout_of(command: Sequence[str] | None) -> int | None:
     """The ``--shutdown-timeout`` a container's vLLM command line sets, None without one."""
-    args = [str(arg) for arg in command or []]
-    for index, arg in enumerate(args):
-        value = None
-        if arg == SHUTDOWN_TIMEOUT_FLAG and index + 1 < len(args):
-            value = args[index + 1]
-        elif arg.startswith(SHUTDOWN_TIMEOUT_FLAG + "="):
-            value = arg.split("=", 1)[1]
-        if value is not None:
-            try:
-                return int(float(value))
-            except ValueError:
-                return None
-    return None
+    value = flag_value([str(arg) for arg in command or []], SHUTDOWN_TIMEOUT_FLAG)
+    try:
+        return None if value is None else int(float(value))
+    except ValueError:
+        return None
 
 
 def stop_timeout_for(stop_timeout: int, shutdown_timeout: int | None) -> int:

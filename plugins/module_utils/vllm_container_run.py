@@ -32,6 +32,7 @@ from typing import Any
 
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi import (
     NvidiaSmiError,
+    Runner,
     gather_gpu_info,
 )
 from ansible_collections.llmops.gpu_serving.plugins.module_utils.vllm_cluster import (
@@ -140,7 +141,6 @@ def _container_info(container) -> dict[str, Any] | None:
     return {"id": container.id, "name": container.name, "status": container.status}
 
 
-Runner = Callable[[list[str]], tuple[int, str, str]]
 # Seconds between two nvidia-smi queries while a failed container's GPU memory is released.
 GPU_RELEASE_INTERVAL = 1.0
 # Seconds between two reads of the old container's /metrics while it drains.

@@ -24,14 +24,13 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ansible_collections.llmops.gpu_serving.plugins.module_utils.nvidia_smi import Runner
+
 FIELDS: tuple[str, ...] = ("pid", "used_memory")
 _NO_VALUE = re.compile(
     r"^\[?(N/A|Not Supported|Unknown Error|Insufficient Permissions|GPU is lost)\]?$"
 )
 _NUMBER = re.compile(r"^(\d+)(?:\s*MiB)?$")
-
-# (rc, stdout, stderr), as AnsibleModule.run_command returns them.
-Runner = Callable[[list[str]], tuple[int, str, str]]
 
 
 def compute_apps_command(nvidia_smi_path: str) -> list[str]:

@@ -245,9 +245,7 @@ def main() -> None:
     expected = normalize_fingerprint(params["fingerprint"])
     gpg = module.get_bin_path("gpg", required=True)
 
-    def run(argv: list) -> tuple[int, str, str]:
-        return module.run_command(argv)
-
+    run = module.run_command
     key = download(module, params["key_url"], params["key_url_name"])
     # A private scratch directory: gpg's home (no host keyring is read or created) and the key.
     with tempfile.TemporaryDirectory(prefix="apt_signed_repo.", dir=module.tmpdir) as scratch:
@@ -278,13 +276,7 @@ def main() -> None:
 
         keyring_before = read_file(keyring)
         if module._diff:
-            before_path = os.path.join(scratch, "before")
-            if keyring_before is not None:
-                with open(before_path, "wb") as handle:
-                    handle.write(keyring_before)
-            before_keys = (
-                read_fingerprints(run, gpg, scratch, before_path) if keyring_before else []
-            )
+            before_keys = read_fingerprints(run, gpg, scratch, keyring) if keyring_before else []
             keyring_diff = dict(
                 before_header=keyring if keyring_before is not None else f"{keyring} (absent)",
                 after_header=keyring,

@@ -162,15 +162,17 @@ class FanoutServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: str, port: int, root: str, token: str, allowed: list[str]):
-        if ipaddress.ip_address(address).version == 6:
-            self.address_family = socket.AF_INET6
+        # model_sync_fanout_address may be a host name (the input rules accept one): bind to the
+        # address it resolves to on this host, IPv4 or IPv6.
+        family, _, _, _, sockaddr = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+        self.address_family = family
         self.root = root
         self.token = token
         self.listing = load_listing(root)
         self.allowed = {ipaddress.ip_address(a) for a in allowed}
         # Bound to a loopback address only local processes can connect at all.
-        self.loopback = ipaddress.ip_address(address).is_loopback
-        super().__init__((address, port), FanoutHandler)
+        self.loopback = ipaddress.ip_address(sockaddr[0]).is_loopback
+        super().__init__((sockaddr[0], port), FanoutHandler)
 
     @property
     def url(self) -> str:

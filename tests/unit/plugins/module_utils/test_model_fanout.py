@@ -4,6 +4,7 @@ model_sources.HttpSource. Every source byte is read once on the serving side, an
 pulling side wrote is read back to be hashed."""
 
 import importlib.util
+import ipaddress
 import json
 import os
 import subprocess
@@ -219,6 +220,20 @@ def test_a_client_outside_the_allowed_hosts_is_refused(first_host):
     try:
         status, _ = request(served, "/config.json", {"Authorization": f"Bearer {TOKEN}"})
         assert status == 403
+    finally:
+        served.shutdown()
+        served.server_close()
+
+
+def test_a_host_name_is_bound_to_the_address_it_resolves_to(first_host):
+    # model_sync_fanout_address accepts a host name, as the rsync daemon's address did.
+    served = fanout.FanoutServer("localhost", 0, str(first_host), TOKEN, [])
+    thread = threading.Thread(target=served.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert ipaddress.ip_address(served.server_address[0]).is_loopback
+        status, _ = request(served, "/config.json", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200
     finally:
         served.shutdown()
         served.server_close()
